@@ -1,0 +1,1 @@
+"""The task service: the contract's operations implemented over PostgreSQL."""

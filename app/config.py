@@ -1,0 +1,66 @@
+"""Settings from the environment and `.env`."""
+
+import ssl
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+# libpq's sslmode values, as asyncpg's `ssl` argument understands them.
+_SSL_MODES: dict[str, Any] = {"disable": False, "allow": "allow", "prefer": "prefer"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: str = "info"
+    cors_origins: Annotated[list[str], NoDecode] = []
+    db_pool_size: int = Field(default=10, ge=1, le=100)
+    db_max_overflow: int = Field(default=10, ge=0, le=100)
+    db_pool_timeout: float = Field(default=5.0, gt=0)
+    db_connect_timeout: float = Field(default=10.0, gt=0)
+    db_pool_recycle: int = Field(default=240, ge=1)
+    db_statement_cache: bool = True
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def asyncpg_url(database_url: str) -> tuple[URL, dict[str, Any]]:
+    """Turn a libpq-style URL (as Neon hands it out) into an asyncpg URL and connect arguments.
+
+    asyncpg knows neither `sslmode` nor `channel_binding`: sslmode becomes an SSL context that
+    verifies the server's certificate, and channel_binding is dropped.
+    """
+    url = make_url(database_url)
+    if not url.drivername.startswith("postgres"):
+        raise ValueError("DATABASE_URL must be a postgresql:// URL")
+    query = dict(url.query)
+    sslmode = query.pop("sslmode", None)
+    query.pop("channel_binding", None)
+    connect_args: dict[str, Any] = {}
+    if isinstance(sslmode, str):
+        if sslmode in _SSL_MODES:
+            connect_args["ssl"] = _SSL_MODES[sslmode]
+        else:
+            context = ssl.create_default_context()
+            if sslmode == "verify-ca":
+                context.check_hostname = False
+            connect_args["ssl"] = context
+    url = url.set(drivername="postgresql+asyncpg", query=query)
+    return url, connect_args

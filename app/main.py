@@ -1,0 +1,78 @@
+"""The app factory: the generated router wired to the handlers, the contract served as written."""
+
+import inspect
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from app.config import Settings, get_settings
+from app.db import SessionDep, create_engine
+from app.middleware import AccessLog, BodyGuard
+from app.problems import install_problem_handlers
+from app.tasks import TaskHandlers
+from generated.router import create_router
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "task-operations.yaml"
+
+
+async def get_handlers(session: SessionDep) -> TaskHandlers:
+    return TaskHandlers(session)
+
+
+def _contract_routes(app: FastAPI) -> None:
+    """/docs shows the contract file itself, which is also served as YAML and JSON."""
+    spec_text = SPEC_PATH.read_text(encoding="utf-8")
+    spec: dict[str, Any] = yaml.safe_load(spec_text)
+
+    @app.get("/openapi.yaml", include_in_schema=False)
+    async def contract_yaml() -> Response:
+        return Response(spec_text, media_type="application/yaml")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def contract_json() -> Response:
+        return JSONResponse(spec)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=spec["info"]["title"])
+
+
+def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    url = database_url or settings.database_url
+    if not url:
+        raise RuntimeError("DATABASE_URL is not set")
+    if inspect.isabstract(TaskHandlers):
+        missing = ", ".join(sorted(TaskHandlers.__abstractmethods__))
+        raise TypeError(f"TaskHandlers does not implement: {missing}")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        engine = create_engine(settings, url)
+        try:
+            yield {"engine": engine}
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(create_router(get_handlers))
+    _contract_routes(app)
+    install_problem_handlers(app)
+    app.add_middleware(BodyGuard)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["Location", "Link", "X-Request-ID"],
+        )
+    app.add_middleware(AccessLog)
+    return app

@@ -1,0 +1,141 @@
+"""Every error answer is an RFC 9457 problem document; this module is the one place that makes them."""
+
+import logging
+from http import HTTPStatus
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match
+
+from generated.models import FieldError, Location, Problem, ValidationProblem
+
+logger = logging.getLogger("app.errors")
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = "2"
+
+
+class DomainError(Exception):
+    status = HTTPStatus.INTERNAL_SERVER_ERROR
+    detail = "The server could not complete the request."
+
+
+class TaskNotFound(DomainError):
+    status = HTTPStatus.NOT_FOUND
+    detail = "Task not found."
+
+
+def problem_response(
+    status: int, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = Problem(type="about:blank", title=HTTPStatus(status).phrase, status=status, detail=detail)
+    return JSONResponse(
+        body.model_dump(), status_code=status, headers=headers, media_type=PROBLEM_JSON
+    )
+
+
+def _field_error(error: dict[str, Any]) -> FieldError:
+    location, *path = error["loc"] or ("body",)
+    if location not in Location.__members__:
+        location, path = "body", [location, *path]
+    return FieldError(
+        location=Location(location), field=".".join(str(part) for part in path), message=error["msg"]
+    )
+
+
+async def _validation_failed(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    body = ValidationProblem(
+        type="about:blank",
+        title=status.phrase,
+        status=status,
+        detail="The request does not match the contract.",
+        errors=[_field_error(error) for error in exc.errors()],
+    )
+    return JSONResponse(body.model_dump(), status_code=status, media_type=PROBLEM_JSON)
+
+
+def _api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif included := getattr(route, "original_router", None):
+            yield from _api_routes(included.routes)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on this path; Starlette's own 405 names only the first route's."""
+    methods: set[str] = set()
+    for route in _api_routes(request.app.routes):
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        headers["Allow"] = _allowed_methods(request)
+        detail = f"{request.method} is not allowed here; use {headers['Allow']}."
+    elif exc.status_code == HTTPStatus.NOT_FOUND:
+        detail = "No such resource."
+    else:
+        detail = str(exc.detail)
+    return problem_response(exc.status_code, detail, headers)
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return problem_response(exc.status, exc.detail)
+
+
+# Failures of the database's availability, not of the request: the client may retry.
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    sa_exc.TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, _UNAVAILABLE):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    if is_database_unavailable(exc):
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        return problem_response(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "The database is unavailable; retry later.",
+            {"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    logger.error("unhandled error", exc_info=exc)
+    return problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, DomainError.detail)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_failed)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,59 @@
+"""The database schema. Columns carry the contract's field names; CHECKs mirror its bounds."""
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import Boolean, CheckConstraint, Column, DateTime, ForeignKey, Index, String, Uuid, text
+from sqlmodel import Field, SQLModel
+
+USER_ID_CHECK = "char_length(id) BETWEEN 1 AND 64 AND id ~ '^[A-Za-z0-9_-]+$'"
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(USER_ID_CHECK, name="users_id_format"),)
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    email: str | None = Field(default=None, sa_column=Column(String(320), nullable=True))
+    created_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    )
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint(
+            "char_length(title) BETWEEN 1 AND 200 AND title ~ '[^\\t\\n\\r ]'",
+            name="tasks_title_bounds",
+        ),
+        CheckConstraint(
+            "description IS NULL OR char_length(description) <= 1000",
+            name="tasks_description_bounds",
+        ),
+        CheckConstraint(
+            "is_completed = (completed_at IS NOT NULL)", name="tasks_completed_at_matches"
+        ),
+        Index("tasks_user_created_id", "user_id", "created_at", "id"),
+    )
+
+    id: UUID = Field(
+        sa_column=Column(Uuid, primary_key=True, server_default=text("gen_random_uuid()"))
+    )
+    user_id: str = Field(
+        sa_column=Column(String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    )
+    title: str = Field(sa_column=Column(String(200), nullable=False))
+    description: str | None = Field(default=None, sa_column=Column(String(1000), nullable=True))
+    is_completed: bool = Field(
+        sa_column=Column(Boolean, nullable=False, server_default=text("false"))
+    )
+    completed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    created_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    )
+    updated_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    )

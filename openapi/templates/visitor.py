@@ -1,0 +1,49 @@
+"""Template variables that fastapi-code-generator does not provide on its own."""
+
+from pathlib import Path
+from typing import Any
+
+from fastapi_code_generator.parser import OpenAPIParser
+
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+CONSTRAINED = {"constr": "str", "conint": "int"}
+
+
+def _operations_setting_headers(raw: dict[str, Any]) -> set[str]:
+    """operationIds whose success answers declare headers, which the handler must set."""
+    found: set[str] = set()
+    for path_item in raw.get("paths", {}).values():
+        for method in METHODS:
+            operation = path_item.get(method)
+            if not operation:
+                continue
+            for status, response in operation.get("responses", {}).items():
+                if "$ref" in response:
+                    response = raw["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
+                if str(status).startswith("2") and response.get("headers"):
+                    found.add(operation["operationId"])
+    return found
+
+
+def _plain_types(parser: OpenAPIParser) -> dict[str, dict[str, str]]:
+    """The handler's view of each argument: the Python type, constraints left to the router."""
+    types: dict[str, dict[str, str]] = {}
+    for operation in parser.operations.values():
+        arguments: dict[str, str] = {}
+        for argument in operation.arguments_list:
+            hint = str(argument.type_hint)
+            if argument.field is not None:
+                data_type = argument.field.data_type
+                base = CONSTRAINED.get(str(data_type.type), hint.removeprefix("Optional[").removesuffix("]"))
+                has_value = argument.required or argument.default not in (None, "None")
+                hint = base if has_value else f"{base} | None"
+            arguments[str(argument.name)] = hint
+        types[str(operation.operationId)] = arguments
+    return types
+
+
+def visit(parser: OpenAPIParser, model_path: Path) -> dict[str, Any]:
+    return {
+        "sets_headers": _operations_setting_headers(parser.raw_obj),
+        "plain_types": _plain_types(parser),
+    }
