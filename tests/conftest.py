@@ -1,0 +1,81 @@
+"""Tests run against real PostgreSQL: TEST_DATABASE_URL, or an embedded server under .data/."""
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.config import asyncpg_url
+from app.embedded import start_embedded_postgres
+from app.main import create_app
+from app.migrate import upgrade
+
+
+def _dsn(database_url: str) -> tuple[str, dict[str, Any]]:
+    url, connect_args = asyncpg_url(database_url)
+    return url.set(drivername="postgresql").render_as_string(hide_password=False), connect_args
+
+
+async def _reset_schema(database_url: str) -> None:
+    dsn, connect_args = _dsn(database_url)
+    connection = await asyncpg.connect(dsn, **connect_args)
+    try:
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await connection.close()
+
+
+async def truncate(database_url: str) -> None:
+    dsn, connect_args = _dsn(database_url)
+    connection = await asyncpg.connect(dsn, **connect_args)
+    try:
+        await connection.execute("TRUNCATE users, tasks")
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL") or start_embedded_postgres("test-postgres")
+    asyncio.run(_reset_schema(url))
+    upgrade(url)
+    yield url
+
+
+@pytest.fixture(scope="session")
+async def app(database_url: str) -> AsyncIterator[FastAPI]:
+    application = create_app(database_url=database_url)
+    async with application.router.lifespan_context(application) as state:
+        application.state.lifespan_state = state
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    await truncate(database_url)
+    state = app.state.lifespan_state
+    transport = httpx.ASGITransport(app=_with_state(app, state))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+def _with_state(app: FastAPI, state: dict[str, Any]) -> Any:
+    """ASGITransport does not run the lifespan; hand each request the lifespan's state."""
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope["state"] = dict(state)
+        await app(scope, receive, send)
+
+    return asgi
+
+
+async def create_task(client: httpx.AsyncClient, user_id: str = "alice", **fields: Any) -> dict[str, Any]:
+    response = await client.post(f"/users/{user_id}/tasks", json={"title": "Buy milk", **fields})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body

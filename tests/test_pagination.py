@@ -1,0 +1,86 @@
+"""Keyset pagination: creation order, Link headers, and inserts between pages."""
+
+import re
+from typing import Any
+
+import httpx
+
+from app.pagination import decode_cursor, encode_cursor
+from tests.conftest import create_task
+
+LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
+
+
+async def _pages(client: httpx.AsyncClient, url: str) -> list[list[dict[str, Any]]]:
+    pages = []
+    next_url: str | None = url
+    while next_url:
+        response = await client.get(next_url)
+        assert response.status_code == 200
+        pages.append(response.json())
+        link = response.headers.get("link")
+        next_url = LINK.match(link).group("url") if link else None  # type: ignore[union-attr]
+    return pages
+
+
+async def test_pages_cover_every_task_in_creation_order(client: httpx.AsyncClient) -> None:
+    created = [await create_task(client, title=f"task {i}") for i in range(7)]
+    pages = await _pages(client, "/users/alice/tasks?limit=3")
+    assert [len(page) for page in pages] == [3, 3, 1]
+    assert [task["id"] for page in pages for task in page] == [task["id"] for task in created]
+
+
+async def test_exact_multiple_has_no_empty_last_page(client: httpx.AsyncClient) -> None:
+    for i in range(4):
+        await create_task(client, title=f"task {i}")
+    pages = await _pages(client, "/users/alice/tasks?limit=2")
+    assert [len(page) for page in pages] == [2, 2]
+
+
+async def test_default_limit_is_100(client: httpx.AsyncClient) -> None:
+    for i in range(101):
+        await create_task(client, title=f"task {i}")
+    response = await client.get("/users/alice/tasks")
+    assert len(response.json()) == 100
+    assert "limit=100" in response.headers["link"]
+
+
+async def test_inserts_between_pages_appear_later(client: httpx.AsyncClient) -> None:
+    first = [await create_task(client, title=f"first {i}") for i in range(3)]
+    response = await client.get("/users/alice/tasks?limit=2")
+    assert [task["id"] for task in response.json()] == [task["id"] for task in first[:2]]
+    later = [await create_task(client, title=f"later {i}") for i in range(3)]
+    next_url = LINK.match(response.headers["link"]).group("url")  # type: ignore[union-attr]
+    rest = [task for page in await _pages(client, next_url) for task in page]
+    assert [task["id"] for task in rest] == [task["id"] for task in first[2:] + later]
+
+
+async def test_filter_is_kept_across_pages(client: httpx.AsyncClient) -> None:
+    done = [await create_task(client, title=f"d{i}", is_completed=i % 2 == 0) for i in range(6)]
+    pages = await _pages(client, "/users/alice/tasks?limit=2&completed=true")
+    ids = [task["id"] for page in pages for task in page]
+    assert ids == [task["id"] for task in done if task["is_completed"]]
+
+
+async def test_any_cursor_the_contract_allows_is_accepted(client: httpx.AsyncClient) -> None:
+    await create_task(client)
+    for cursor in ("A" * 32, "_" * 32, "-" * 32, "z9" * 16):
+        response = await client.get("/users/alice/tasks", params={"cursor": cursor})
+        assert response.status_code == 200, cursor
+
+
+async def test_malformed_cursor_is_422(client: httpx.AsyncClient) -> None:
+    for cursor in ("short", "A" * 33, "=" * 32, "A" * 31 + "!"):
+        response = await client.get("/users/alice/tasks", params={"cursor": cursor})
+        assert response.status_code == 422, cursor
+        assert response.json()["errors"][0]["field"] == "cursor"
+
+
+def test_cursor_round_trip() -> None:
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    created_at, task_id = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), uuid4()
+    cursor = encode_cursor(created_at, task_id)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{32}", cursor)
+    assert decode_cursor(cursor) == (created_at, task_id)
