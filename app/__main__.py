@@ -22,7 +22,7 @@ def _database_url() -> str:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=get_settings().log_level.upper(), format="%(message)s")
     command = argv[1] if len(argv) > 1 else "serve"
     if command not in ("serve", "migrate"):
         print("usage: python -m app [serve|migrate]", file=sys.stderr)

@@ -1,0 +1,93 @@
+"""`make fuzz`: the st CLI against the service as deployed (uvicorn, its own port, a fresh database).
+
+Writes a JUnit report under reports/fuzz and exits with schemathesis's status.
+"""
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from app.config import asyncpg_url
+from app.embedded import start_embedded_postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORTS = ROOT / "reports" / "fuzz"
+FUZZ_DATABASE = "tasks_fuzz"
+
+
+async def _fresh_database(server_url: str) -> str:
+    url, connect_args = asyncpg_url(server_url)
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(admin, **connect_args)
+    try:
+        await connection.execute(f"DROP DATABASE IF EXISTS {FUZZ_DATABASE} WITH (FORCE)")
+        await connection.execute(f"CREATE DATABASE {FUZZ_DATABASE}")
+    finally:
+        await connection.close()
+    return url.set(drivername="postgresql", database=FUZZ_DATABASE).render_as_string(
+        hide_password=False
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until_ready(base_url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with {server.returncode}")
+        try:
+            if httpx.get(f"{base_url}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the server did not become ready within 60 s")
+
+
+def main() -> int:
+    server_url = os.environ.get("TEST_DATABASE_URL") or start_embedded_postgres("test-postgres")
+    database_url = asyncio.run(_fresh_database(server_url))
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "DATABASE_URL": database_url, "HOST": "127.0.0.1", "PORT": str(port)}
+    env.setdefault("LOG_LEVEL", "warning")
+    server = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env)
+    try:
+        _wait_until_ready(base_url, server)
+        REPORTS.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(Path(sys.executable).parent / "st"),
+            "run",
+            "openapi/task-operations.yaml",
+            "--url",
+            base_url,
+            "--phases",
+            "examples,coverage,fuzzing,stateful",
+            "--checks",
+            "all",
+            "--report",
+            "junit",
+            "--report-dir",
+            str(REPORTS),
+        ]
+        return subprocess.run(command, cwd=ROOT, check=False).returncode
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
