@@ -31,7 +31,7 @@ def create_engine(settings: Settings, database_url: str) -> AsyncEngine:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One request, one transaction: committed when the handler returns, rolled back if it raises."""
+    """One request, one transaction: committed when the handler returns, rolled back on error."""
     engine: AsyncEngine = request.state.engine
     async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
         yield session

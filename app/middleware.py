@@ -81,7 +81,7 @@ class BodyGuard:
     @staticmethod
     async def _reject(scope: Scope, receive: Receive, send: Send, status: HTTPStatus) -> None:
         detail = {
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE: f"The request body exceeds {MAX_BODY_BYTES} bytes.",
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE: f"The body exceeds {MAX_BODY_BYTES} bytes.",
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE: "The request body must be application/json.",
             HTTPStatus.BAD_REQUEST: "The request body is not valid JSON.",
         }[status]
@@ -103,7 +103,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 class AccessLog:
-    """One JSON line per request, with the request id taken from X-Request-ID or made, and echoed."""
+    """One JSON line per request, with its id (from X-Request-ID, or made), echoed back."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

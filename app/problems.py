@@ -1,8 +1,8 @@
-"""Every error answer is an RFC 9457 problem document; this module is the one place that makes them."""
+"""Every error answer is an RFC 9457 problem document, and this module is where they are made."""
 
 import logging
-from http import HTTPStatus
 from collections.abc import Iterable, Iterator
+from http import HTTPStatus
 from typing import Any
 
 import asyncpg
@@ -35,7 +35,9 @@ class TaskNotFound(DomainError):
 def problem_response(
     status: int, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = Problem(type="about:blank", title=HTTPStatus(status).phrase, status=status, detail=detail)
+    body = Problem(
+        type="about:blank", title=HTTPStatus(status).phrase, status=status, detail=detail
+    )
     return JSONResponse(
         body.model_dump(), status_code=status, headers=headers, media_type=PROBLEM_JSON
     )
@@ -46,7 +48,9 @@ def _field_error(error: dict[str, Any]) -> FieldError:
     if location not in Location.__members__:
         location, path = "body", [location, *path]
     return FieldError(
-        location=Location(location), field=".".join(str(part) for part in path), message=error["msg"]
+        location=Location(location),
+        field=".".join(str(part) for part in path),
+        message=error["msg"],
     )
 
 
@@ -72,11 +76,11 @@ def _api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method of every route on this path; Starlette's own 405 names only the first route's."""
+    """Every method of the routes on this path; Starlette's 405 names only the first route's."""
     methods: set[str] = set()
     for route in _api_routes(request.app.routes):
         if route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods
+            methods |= route.methods or set()
     return ", ".join(sorted(methods))
 
 
@@ -122,7 +126,7 @@ def is_database_unavailable(exc: BaseException) -> bool:
     return False
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
+async def _database_error(request: Request, exc: Exception) -> Response:
     if is_database_unavailable(exc):
         logger.warning("database unavailable: %s", type(exc).__name__)
         return problem_response(
@@ -130,6 +134,10 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
             "The database is unavailable; retry later.",
             {"Retry-After": RETRY_AFTER_SECONDS},
         )
+    return await _unexpected_error(request, exc)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
     logger.error("unhandled error", exc_info=exc)
     return problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, DomainError.detail)
 
@@ -138,4 +146,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(DomainError, _domain_error)
+    for database_error in (*_UNAVAILABLE, sa_exc.SQLAlchemyError, asyncpg.PostgresError):
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -9,8 +9,9 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 from fastapi import Response
-from sqlalchemy import ColumnElement, Select, and_, case, func, insert, literal, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, case, func, insert, literal, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.pagination import decode_cursor, encode_cursor
@@ -25,7 +26,9 @@ users = UserRow.__table__  # type: ignore[attr-defined]
 COLUMNS = [tasks.c[name] for name in Task.model_fields]
 
 # updated_at moves forward on every change, even two changes within one clock tick.
-_NEXT_UPDATED_AT = func.greatest(func.now(), tasks.c.updated_at + func.make_interval(0, 0, 0, 0, 0, 0, 0.000001))
+_NEXT_UPDATED_AT = func.greatest(
+    func.now(), tasks.c.updated_at + func.make_interval(0, 0, 0, 0, 0, 0, 0.000001)
+)
 
 
 def _completed_at(is_completed: bool) -> ColumnElement[Any]:
@@ -63,17 +66,22 @@ class TaskHandlers(OperationHandlers):
         user_id: str,
         response: Response,
     ) -> list[Task]:
-        query: Select[Any] = select(*COLUMNS).where(tasks.c.user_id == user_id)
+        query = select(*COLUMNS).where(tasks.c.user_id == user_id)
         if completed is not None:
             query = query.where(tasks.c.is_completed == (completed is CompletedFilter.true))
         if cursor is not None:
             created_at, task_id = decode_cursor(cursor)
-            query = query.where(tuple_(tasks.c.created_at, tasks.c.id) > tuple_(created_at, task_id))
+            query = query.where(
+                tuple_(tasks.c.created_at, tasks.c.id) > tuple_(created_at, task_id)
+            )
         query = query.order_by(tasks.c.created_at, tasks.c.id).limit(limit + 1)
         rows = (await self.session.exec(query)).all()
         page = [_task(row) for row in rows[:limit]]
         if len(rows) > limit:
-            params: dict[str, str | int] = {"limit": limit, "cursor": encode_cursor(page[-1].created_at, page[-1].id)}
+            params: dict[str, str | int] = {
+                "limit": limit,
+                "cursor": encode_cursor(page[-1].created_at, page[-1].id),
+            }
             if completed is not None:
                 params["completed"] = completed.value
             response.headers["Link"] = f'</users/{user_id}/tasks?{urlencode(params)}>; rel="next"'

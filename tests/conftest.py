@@ -2,7 +2,7 @@
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -40,11 +40,11 @@ async def truncate(database_url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def database_url() -> str:
     url = os.environ.get("TEST_DATABASE_URL") or start_embedded_postgres("test-postgres")
     asyncio.run(_reset_schema(url))
     upgrade(url)
-    yield url
+    return url
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +74,9 @@ def _with_state(app: FastAPI, state: dict[str, Any]) -> Any:
     return asgi
 
 
-async def create_task(client: httpx.AsyncClient, user_id: str = "alice", **fields: Any) -> dict[str, Any]:
+async def create_task(
+    client: httpx.AsyncClient, user_id: str = "alice", **fields: Any
+) -> dict[str, Any]:
     response = await client.post(f"/users/{user_id}/tasks", json={"title": "Buy milk", **fields})
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()

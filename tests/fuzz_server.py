@@ -1,4 +1,4 @@
-"""`make fuzz`: the st CLI against the service as deployed (uvicorn, its own port, a fresh database).
+"""`make fuzz`: the st CLI against the service as deployed: uvicorn, its own port, a fresh database.
 
 Writes a JUnit report under reports/fuzz and exits with schemathesis's status.
 """

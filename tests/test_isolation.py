@@ -22,9 +22,7 @@ async def test_other_users_task_is_indistinguishable_from_missing(
     client: httpx.AsyncClient, method: str, suffix: str, body: dict[str, str] | None
 ) -> None:
     task = await create_task(client, user_id="alice")
-    foreign = await client.request(
-        method, f"/users/mallory/tasks/{task['id']}{suffix}", json=body
-    )
+    foreign = await client.request(method, f"/users/mallory/tasks/{task['id']}{suffix}", json=body)
     missing = await client.request(method, f"/users/mallory/tasks/{uuid4()}{suffix}", json=body)
     assert foreign.status_code == missing.status_code == 404
     assert foreign.content == missing.content

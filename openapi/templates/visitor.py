@@ -34,7 +34,9 @@ def _plain_types(parser: OpenAPIParser) -> dict[str, dict[str, str]]:
             hint = str(argument.type_hint)
             if argument.field is not None:
                 data_type = argument.field.data_type
-                base = CONSTRAINED.get(str(data_type.type), hint.removeprefix("Optional[").removesuffix("]"))
+                base = CONSTRAINED.get(
+                    str(data_type.type), hint.removeprefix("Optional[").removesuffix("]")
+                )
                 has_value = argument.required or argument.default not in (None, "None")
                 hint = base if has_value else f"{base} | None"
             arguments[str(argument.name)] = hint

@@ -1,0 +1,107 @@
+"""What operators rely on: readiness, database outages, restarts, query plans."""
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy import event
+
+from app.main import create_app
+from app.tasks import TaskHandlers
+from tests.conftest import _dsn, _with_state, create_task
+
+
+async def _client_for(database_url: str) -> Any:
+    application = create_app(database_url=database_url)
+    lifespan = application.router.lifespan_context(application)
+    state = dict(await lifespan.__aenter__() or {})
+    transport = httpx.ASGITransport(app=_with_state(application, state))
+    return lifespan, httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def test_database_down_is_503_with_retry_after_and_health_stays_up() -> None:
+    lifespan, client = await _client_for("postgresql://postgres@127.0.0.1:1/nothing")
+    try:
+        assert (await client.get("/health")).status_code == 200
+        for response in (
+            await client.get("/ready"),
+            await client.get("/users/alice/tasks"),
+            await client.post("/users/alice/tasks", json={"title": "x"}),
+        ):
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "2"
+            assert response.headers["content-type"] == "application/problem+json"
+            assert "127.0.0.1" not in response.text
+    finally:
+        await client.aclose()
+        await lifespan.__aexit__(None, None, None)
+
+
+async def test_tasks_survive_a_restart(client: httpx.AsyncClient, database_url: str) -> None:
+    task = await create_task(client)
+    lifespan, restarted = await _client_for(database_url)
+    try:
+        response = await restarted.get(f"/users/alice/tasks/{task['id']}")
+        assert response.json() == task
+    finally:
+        await restarted.aclose()
+        await lifespan.__aexit__(None, None, None)
+
+
+async def test_one_statement_per_request_except_create(client: httpx.AsyncClient, app: Any) -> None:
+    engine = app.state.lifespan_state["engine"].sync_engine
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        task = await create_task(client)
+        assert len(statements) == 2  # the owner's row (first write only), then the task
+        url = f"/users/alice/tasks/{task['id']}"
+        for method, suffix, body in (
+            ("GET", "", None),
+            ("PUT", "", {"title": "t"}),
+            ("PATCH", "", {"title": "u"}),
+            ("PATCH", "/complete", None),
+            ("GET", "?", None),
+            ("DELETE", "", None),
+        ):
+            statements.clear()
+            target = "/users/alice/tasks" if suffix == "?" else url + suffix
+            response = await client.request(method, target, json=body)
+            assert response.status_code < 300
+            assert len(statements) == 1, (method, suffix, statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_get_and_list_use_the_index(database_url: str) -> None:
+    dsn, connect_args = _dsn(database_url)
+    connection = await asyncpg.connect(dsn, **connect_args)
+    try:
+        await connection.execute("SET enable_seqscan = off")  # small tables; ask what it can use
+        queries = {
+            "get": "SELECT * FROM tasks WHERE user_id = 'alice' AND id = gen_random_uuid()",
+            "list": "SELECT * FROM tasks WHERE user_id = 'alice' ORDER BY created_at, id LIMIT 101",
+            "page": (
+                "SELECT * FROM tasks WHERE user_id = 'alice' AND (created_at, id) > "
+                "(now(), gen_random_uuid()) ORDER BY created_at, id LIMIT 101"
+            ),
+        }
+        for name, query in queries.items():
+            plan = "\n".join(row[0] for row in await connection.fetch(f"EXPLAIN {query}"))
+            assert "Seq Scan" not in plan, (name, plan)
+            assert "Index" in plan, (name, plan)
+            if name != "get":
+                assert "tasks_user_created_id" in plan, (name, plan)
+                assert "Sort" not in plan, (name, plan)
+    finally:
+        await connection.close()
+
+
+def test_handlers_hold_no_state_but_the_session() -> None:
+    assert TaskHandlers.__init__.__code__.co_varnames[:2] == ("self", "session")
+    assert asyncio.iscoroutinefunction(TaskHandlers.get_task)
