@@ -2,11 +2,16 @@
 
 import ssl
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+)
 
 # libpq's sslmode values, as asyncpg's `ssl` argument understands them.
 _SSL_MODES: dict[str, Any] = {"disable": False, "allow": "allow", "prefer": "prefer"}
@@ -28,12 +33,36 @@ class Settings(BaseSettings):
     db_pool_recycle: int = Field(default=240, ge=1)
     db_statement_cache: bool = True
 
-    @field_validator("cors_origins", mode="before")
+    auth_mode: Literal["none", "jwt"] = "none"
+    jwks_url: str | None = None
+    jwt_secret: SecretStr | None = None
+    jwt_algorithms: Annotated[list[str], NoDecode] = []
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway: int = Field(default=30, ge=0, le=60)
+    jwks_refresh_cooldown: float = Field(default=60.0, gt=0, le=60)
+
+    @field_validator("cors_origins", "jwt_algorithms", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Self:
+        if self.auth_mode != "jwt":
+            return self
+        if (self.jwks_url is None) == (self.jwt_secret is None):
+            raise ValueError("AUTH_MODE=jwt needs exactly one of JWKS_URL and JWT_SECRET")
+        # A key source verifies one family of algorithms only: no HS/RS confusion.
+        family = ASYMMETRIC_ALGORITHMS if self.jwks_url else HMAC_ALGORITHMS
+        if not self.jwt_algorithms:
+            self.jwt_algorithms = ["EdDSA", "ES256", "RS256"] if self.jwks_url else ["HS256"]
+        if unknown := set(self.jwt_algorithms) - family:
+            source = "JWKS_URL" if self.jwks_url else "JWT_SECRET"
+            raise ValueError(f"JWT_ALGORITHMS {sorted(unknown)} cannot be used with {source}")
+        return self
 
 
 @lru_cache

@@ -6,12 +6,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from app.auth import Authenticator, Principal, authorize
 from app.config import Settings, get_settings
 from app.db import SessionDep, create_engine
 from app.middleware import AccessLog, BodyGuard
@@ -22,8 +24,9 @@ from generated.router import create_router
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "task-operations.yaml"
 
 
-async def get_handlers(session: SessionDep) -> TaskHandlers:
-    return TaskHandlers(session)
+async def get_handlers(request: Request, session: SessionDep) -> TaskHandlers:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return TaskHandlers(session, email=principal.email if principal else None)
 
 
 def _contract_routes(app: FastAPI) -> None:
@@ -56,13 +59,16 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         engine = create_engine(settings, url)
+        http = httpx.AsyncClient(timeout=5.0)
+        authenticator = Authenticator(settings, http) if settings.auth_mode == "jwt" else None
         try:
-            yield {"engine": engine}
+            yield {"engine": engine, "authenticator": authenticator}
         finally:
+            await http.aclose()
             await engine.dispose()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
-    app.include_router(create_router(get_handlers))
+    app.include_router(create_router(get_handlers, authorize))
     _contract_routes(app)
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)

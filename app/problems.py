@@ -25,11 +25,31 @@ RETRY_AFTER_SECONDS = "2"
 class DomainError(Exception):
     status = HTTPStatus.INTERNAL_SERVER_ERROR
     detail = "The server could not complete the request."
+    headers: dict[str, str] | None = None
 
 
 class TaskNotFound(DomainError):
     status = HTTPStatus.NOT_FOUND
     detail = "Task not found."
+
+
+class Unauthorized(DomainError):
+    """RFC 6750: a challenge always; `error="invalid_token"` when a token was sent."""
+
+    status = HTTPStatus.UNAUTHORIZED
+    detail = "A valid bearer token is required."
+
+    def __init__(self, reason: str, *, token_sent: bool) -> None:
+        super().__init__(reason)
+        challenge = 'Bearer realm="tasks"'
+        if token_sent:
+            challenge += ', error="invalid_token"'
+        self.headers = {"WWW-Authenticate": challenge}
+
+
+class Forbidden(DomainError):
+    status = HTTPStatus.FORBIDDEN
+    detail = "The token does not grant access to this user's tasks."
 
 
 def problem_response(
@@ -99,7 +119,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return problem_response(exc.status, exc.detail)
+    return problem_response(exc.status, exc.detail, exc.headers)
 
 
 # Failures of the database's availability, not of the request: the client may retry.

@@ -47,8 +47,9 @@ def _task(row: Any) -> Task:
 
 
 class TaskHandlers(OperationHandlers):
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, email: str | None = None) -> None:
         self.session = session
+        self.email = email  # the owner's, from the token; stored when the user row is created
 
     async def get_health(self) -> Health:
         return Health(status=Status.ok)
@@ -88,7 +89,9 @@ class TaskHandlers(OperationHandlers):
         return page
 
     async def create_task(self, *, user_id: str, body: TaskInput, response: Response) -> Task:
-        await self.session.exec(pg_insert(users).values(id=user_id).on_conflict_do_nothing())
+        await self.session.exec(
+            pg_insert(users).values(id=user_id, email=self.email).on_conflict_do_nothing()
+        )
         statement = (
             insert(tasks)
             .values(

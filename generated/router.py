@@ -22,6 +22,18 @@ from .models import (
     ValidationProblem,
 )
 
+SECURED_OPERATION_IDS = frozenset(
+    {
+        'listTasks',
+        'createTask',
+        'getTask',
+        'replaceTask',
+        'updateTask',
+        'deleteTask',
+        'toggleTaskCompletion',
+    }
+)
+
 OPERATION_IDS = (
     'getHealth',
     'getReadiness',
@@ -35,8 +47,14 @@ OPERATION_IDS = (
 )
 
 
-def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
-    """Routes for every operation; `get_handlers` is a dependency that yields the implementation."""
+def create_router(
+    get_handlers: Callable[..., Any], authorize: Callable[..., Any]
+) -> APIRouter:
+    """Routes for every operation.
+
+    `get_handlers` is a dependency that yields the implementation; `authorize` is a dependency run
+    before every operation that the contract secures.
+    """
     router = APIRouter()
 
     @router.get(
@@ -75,6 +93,12 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
         operation_id='listTasks',
         response_model=List[Task],
         responses={
+            '401': {
+                'model': Problem,
+            },
+            '403': {
+                'model': Problem,
+            },
             '422': {
                 'model': ValidationProblem,
             },
@@ -84,6 +108,7 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
         },
         tags=['tasks'],
         summary="List a user\u0027s tasks",
+        dependencies=[Depends(authorize)],
     )
     async def list_tasks(
         *,
@@ -113,6 +138,12 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
             '400': {
                 'model': Problem,
             },
+            '401': {
+                'model': Problem,
+            },
+            '403': {
+                'model': Problem,
+            },
             '413': {
                 'model': Problem,
             },
@@ -128,6 +159,7 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
         },
         tags=['tasks'],
         summary="Create a task",
+        dependencies=[Depends(authorize)],
     )
     async def create_task(
         *,
@@ -147,6 +179,12 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
         operation_id='getTask',
         response_model=Task,
         responses={
+            '401': {
+                'model': Problem,
+            },
+            '403': {
+                'model': Problem,
+            },
             '404': {
                 'model': Problem,
             },
@@ -159,6 +197,7 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
         },
         tags=['tasks'],
         summary="Get a task",
+        dependencies=[Depends(authorize)],
     )
     async def get_task(
         *,
@@ -179,6 +218,12 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
             '400': {
                 'model': Problem,
             },
+            '401': {
+                'model': Problem,
+            },
+            '403': {
+                'model': Problem,
+            },
             '404': {
                 'model': Problem,
             },
@@ -197,6 +242,7 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
         },
         tags=['tasks'],
         summary="Replace a task",
+        dependencies=[Depends(authorize)],
     )
     async def replace_task(
         *,
@@ -219,6 +265,12 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
             '400': {
                 'model': Problem,
             },
+            '401': {
+                'model': Problem,
+            },
+            '403': {
+                'model': Problem,
+            },
             '404': {
                 'model': Problem,
             },
@@ -237,6 +289,7 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
         },
         tags=['tasks'],
         summary="Update some fields of a task",
+        dependencies=[Depends(authorize)],
     )
     async def update_task(
         *,
@@ -257,6 +310,12 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
         response_model=None,
         status_code=204,
         responses={
+            '401': {
+                'model': Problem,
+            },
+            '403': {
+                'model': Problem,
+            },
             '404': {
                 'model': Problem,
             },
@@ -269,6 +328,7 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
         },
         tags=['tasks'],
         summary="Delete a task",
+        dependencies=[Depends(authorize)],
     )
     async def delete_task(
         *,
@@ -286,6 +346,12 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
         operation_id='toggleTaskCompletion',
         response_model=Task,
         responses={
+            '401': {
+                'model': Problem,
+            },
+            '403': {
+                'model': Problem,
+            },
             '404': {
                 'model': Problem,
             },
@@ -298,6 +364,7 @@ def create_router(get_handlers: Callable[..., Any]) -> APIRouter:
         },
         tags=['tasks'],
         summary="Toggle a task\u0027s completion",
+        dependencies=[Depends(authorize)],
     )
     async def toggle_task_completion(
         *,

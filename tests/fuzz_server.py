@@ -16,10 +16,12 @@ import httpx
 
 from app.config import asyncpg_url
 from app.embedded import start_embedded_postgres
+from tests.jwks import AUDIENCE, ISSUER, SigningKey, claims, serve_jwks
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "reports" / "fuzz"
 FUZZ_DATABASE = "tasks_fuzz"
+FUZZ_USER = "fuzz-user"
 
 
 async def _fresh_database(server_url: str) -> str:
@@ -57,36 +59,86 @@ def _wait_until_ready(base_url: str, server: subprocess.Popen[bytes]) -> None:
     raise SystemExit("the server did not become ready within 60 s")
 
 
-def main() -> int:
-    server_url = os.environ.get("TEST_DATABASE_URL") or start_embedded_postgres("test-postgres")
+def _fuzz(
+    mode: str,
+    server_url: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    config: Path = ROOT / "schemathesis.toml",
+    run_options: tuple[str, ...] = (),
+) -> int:
+    """One st run against a fresh database and a server in the given AUTH_MODE."""
+    print(f"== make fuzz: AUTH_MODE={mode}", flush=True)
     database_url = asyncio.run(_fresh_database(server_url))
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DATABASE_URL": database_url, "HOST": "127.0.0.1", "PORT": str(port)}
+    env = {
+        **os.environ,
+        **(extra_env or {}),
+        "AUTH_MODE": mode,
+        "DATABASE_URL": database_url,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
     env.setdefault("LOG_LEVEL", "warning")
     server = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env)
     try:
         _wait_until_ready(base_url, server)
-        REPORTS.mkdir(parents=True, exist_ok=True)
+        reports = REPORTS / mode
+        reports.mkdir(parents=True, exist_ok=True)
         command = [
             str(Path(sys.executable).parent / "st"),
+            "--config-file",
+            str(config),
             "run",
             "openapi/task-operations.yaml",
+            "--checks",
+            "all",
+            *run_options,
             "--url",
             base_url,
             "--phases",
             "examples,coverage,fuzzing,stateful",
-            "--checks",
-            "all",
             "--report",
             "junit",
             "--report-dir",
-            str(REPORTS),
+            str(reports),
         ]
         return subprocess.run(command, cwd=ROOT, check=False).returncode
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def main() -> int:
+    server_url = os.environ.get("TEST_DATABASE_URL") or start_embedded_postgres("test-postgres")
+    # AUTH_MODE=none trusts the path by design and does not enforce the contract's bearer auth:
+    # no credentials are generated and ignored_auth is off. The jwt run checks authentication.
+    open_status = _fuzz(
+        "none",
+        server_url,
+        run_options=(
+            "--generation-with-security-parameters",
+            "false",
+            "--exclude-checks",
+            "ignored_auth",
+        ),
+    )
+    key = SigningKey.generate("fuzz-key", "EdDSA")
+    with serve_jwks(key) as jwks:
+        token = key.sign(claims(FUZZ_USER))
+        # The token acts for one user, so every request names that user; the rest of the
+        # settings are schemathesis.toml's.
+        config = REPORTS / "schemathesis-jwt.toml"
+        REPORTS.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            (ROOT / "schemathesis.toml").read_text()
+            + f'\n[parameters]\n"path.user_id" = "{FUZZ_USER}"\n'
+            + f'\n[headers]\nAuthorization = "Bearer {token}"\n'
+        )
+        jwt_env = {"JWKS_URL": jwks.url, "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE}
+        jwt_status = _fuzz("jwt", server_url, extra_env=jwt_env, config=config)
+    return open_status or jwt_status
 
 
 if __name__ == "__main__":

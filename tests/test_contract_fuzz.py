@@ -1,53 +1,89 @@
 """Schemathesis against the contract file, on the in-process app over real PostgreSQL.
 
 The examples, coverage and fuzzing phases run on every operation with every check; the state
-machine follows the contract's links from a created task. The database is emptied before each
+machine follows the contract's links from a created task. Both run twice: with AUTH_MODE=none,
+and with AUTH_MODE=jwt and a valid token for one fixed user. The database is emptied before each
 example and each stateful run, so that a failure reproduces from the seed in schemathesis.toml.
 """
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
-from fastapi import FastAPI
 
+from app.config import Settings
 from app.main import create_app
 from tests.conftest import truncate
+from tests.jwks import AUDIENCE, ISSUER, SigningKey, claims, serve_jwks
 
 SPEC = Path(__file__).resolve().parent.parent / "openapi" / "task-operations.yaml"
+FUZZ_USER = "fuzz-user"
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(database_url: str) -> FastAPI:
-    return create_app(database_url=database_url)
-
-
-@pytest.fixture(scope="module")
-def contract(fuzz_app: FastAPI) -> Any:
+def open_contract(database_url: str) -> Any:
     schema = schemathesis.openapi.from_path(SPEC)
-    schema.app = fuzz_app
+    schema.app = create_app(Settings(_env_file=None), database_url=database_url)
+    # AUTH_MODE=none trusts the path by design and does not enforce the contract's bearer auth:
+    # here no credentials are generated and ignored_auth is off. The jwt-mode tests below check
+    # authentication with every check on.
+    schema.config.generation.with_security_parameters = False
+    schema.config.checks.ignored_auth.enabled = False
     return schema
 
 
-schema = schemathesis.pytest.from_fixture("contract")
+@pytest.fixture(scope="module")
+def jwt_contract(database_url: str) -> Iterator[Any]:
+    key = SigningKey.generate("fuzz-key", "EdDSA")
+    with serve_jwks(key) as jwks:
+        settings = Settings(
+            auth_mode="jwt",
+            jwks_url=jwks.url,
+            jwt_issuer=ISSUER,
+            jwt_audience=AUDIENCE,
+            _env_file=None,
+        )
+        schema = schemathesis.openapi.from_path(SPEC)
+        schema.app = create_app(settings, database_url=database_url)
+        token = key.sign(claims(FUZZ_USER))
+        schema.config.update(
+            headers={"Authorization": f"Bearer {token}"}, parameters={"path.user_id": FUZZ_USER}
+        )
+        yield schema
 
 
-@schema.parametrize()
+open_schema = schemathesis.pytest.from_fixture("open_contract")
+jwt_schema = schemathesis.pytest.from_fixture("jwt_contract")
+
+
+@open_schema.parametrize()
 def test_operations_keep_the_contract(case: Any, database_url: str) -> None:
     asyncio.run(truncate(database_url))
     case.call_and_validate()
 
 
-@pytest.fixture
-def state_machine(contract: Any, database_url: str) -> Any:
-    class TaskLifecycle(contract.as_state_machine()):  # type: ignore[misc]
+@jwt_schema.parametrize()
+def test_operations_keep_the_contract_with_bearer_tokens(case: Any, database_url: str) -> None:
+    asyncio.run(truncate(database_url))
+    case.call_and_validate()
+
+
+def _lifecycle(schema: Any, database_url: str) -> Any:
+    class TaskLifecycle(schema.as_state_machine()):  # type: ignore[misc]
         def setup(self) -> None:
             asyncio.run(truncate(database_url))
 
     return TaskLifecycle
 
 
-def test_stateful_links_keep_the_contract(state_machine: Any) -> None:
-    state_machine.run()
+def test_stateful_links_keep_the_contract(open_contract: Any, database_url: str) -> None:
+    _lifecycle(open_contract, database_url).run()
+
+
+def test_stateful_links_keep_the_contract_with_bearer_tokens(
+    jwt_contract: Any, database_url: str
+) -> None:
+    _lifecycle(jwt_contract, database_url).run()

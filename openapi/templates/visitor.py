@@ -25,6 +25,17 @@ def _operations_setting_headers(raw: dict[str, Any]) -> set[str]:
     return found
 
 
+def _secured_operations(raw: dict[str, Any]) -> set[str]:
+    """operationIds whose effective security requirement is not empty."""
+    default = raw.get("security", [])
+    return {
+        operation["operationId"]
+        for path_item in raw.get("paths", {}).values()
+        for method in METHODS
+        if (operation := path_item.get(method)) and operation.get("security", default)
+    }
+
+
 def _plain_types(parser: OpenAPIParser) -> dict[str, dict[str, str]]:
     """The handler's view of each argument: the Python type, constraints left to the router."""
     types: dict[str, dict[str, str]] = {}
@@ -48,4 +59,5 @@ def visit(parser: OpenAPIParser, model_path: Path) -> dict[str, Any]:
     return {
         "sets_headers": _operations_setting_headers(parser.raw_obj),
         "plain_types": _plain_types(parser),
+        "secured": _secured_operations(parser.raw_obj),
     }
