@@ -58,3 +58,7 @@ fuzz: install ## Fuzz a running server against the contract with schemathesis
 
 clean: ## Remove the environment, reports and local databases
 	rm -rf $(VENV) reports .data .pytest_cache .mypy_cache .ruff_cache
+
+bench: install ## Load 1M tasks and measure the service beside a bare asyncpg reference (wrk)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(BIN)/python -m bench.run

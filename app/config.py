@@ -26,11 +26,10 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
     cors_origins: Annotated[list[str], NoDecode] = []
-    db_pool_size: int = Field(default=10, ge=1, le=100)
-    db_max_overflow: int = Field(default=10, ge=0, le=100)
+    db_pool_size: int = Field(default=20, ge=1, le=500)
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_connect_timeout: float = Field(default=10.0, gt=0)
-    db_pool_recycle: int = Field(default=240, ge=1)
+    db_idle_lifetime: float = Field(default=240.0, gt=0)
     db_statement_cache: bool = True
 
     auth_mode: Literal["none", "jwt"] = "none"

@@ -1,40 +1,63 @@
-"""The engine, built in the app's lifespan, and the request's transaction."""
+"""The connection pool, built in the app's lifespan.
+
+Every operation is a single SQL statement, and so a single transaction of its own: there is no
+multi-statement unit of work to hold a connection for, and no BEGIN/COMMIT round trips.
+"""
 
 from collections.abc import AsyncIterator
-from typing import Annotated
-from uuid import uuid4
+from contextlib import asynccontextmanager
 
-from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlmodel.ext.asyncio.session import AsyncSession
+import asyncpg
 
 from app.config import Settings, asyncpg_url
 
 
-def create_engine(settings: Settings, database_url: str) -> AsyncEngine:
+class _Connection(asyncpg.Connection):  # type: ignore[misc]
+    def get_reset_query(self) -> str:
+        # Connections are only used for single statements: no session state is ever left behind
+        # to reset, so returning one to the pool costs no round trip.
+        return ""
+
+
+async def create_pool(settings: Settings, database_url: str) -> asyncpg.Pool:
     url, connect_args = asyncpg_url(database_url)
-    connect_args["timeout"] = settings.db_connect_timeout
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     if not settings.db_statement_cache:
         # For PgBouncer in transaction mode without prepared-statement support.
         connect_args["statement_cache_size"] = 0
-        connect_args["prepared_statement_cache_size"] = 0
-        connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid4()}__"
-    return create_async_engine(
-        url,
-        connect_args=connect_args,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-        pool_recycle=settings.db_pool_recycle,
-        pool_pre_ping=True,
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn,
+        min_size=0,  # start (and answer /health, and 503s) even while the database is down
+        max_size=settings.db_pool_size,
+        max_inactive_connection_lifetime=settings.db_idle_lifetime,
+        timeout=settings.db_connect_timeout,
+        connection_class=_Connection,
+        **connect_args,
     )
+    return pool
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One request, one transaction: committed when the handler returns, rolled back on error."""
-    engine: AsyncEngine = request.state.engine
-    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
-        yield session
+class Database:
+    """Runs one statement on a pooled connection, waiting at most DB_POOL_TIMEOUT for one."""
 
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
+        self.pool = pool
+        self._acquire_timeout = acquire_timeout
 
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.pool.acquire(timeout=self._acquire_timeout) as connection:
+            yield connection
+
+    async def fetchval(self, query: str, *args: object) -> object:
+        async with self.connection() as connection:
+            return await connection.fetchval(query, *args)
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        async with self.connection() as connection:
+            return await connection.fetchrow(query, *args)
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        async with self.connection() as connection:
+            rows: list[asyncpg.Record] = await connection.fetch(query, *args)
+            return rows

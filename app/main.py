@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from app.auth import Authenticator, Principal, authorize
 from app.config import Settings, get_settings
-from app.db import SessionDep, create_engine
+from app.db import Database, create_pool
 from app.middleware import AccessLog, BodyGuard
 from app.problems import install_problem_handlers
 from app.tasks import TaskHandlers
@@ -24,9 +24,9 @@ from generated.router import create_router
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "task-operations.yaml"
 
 
-async def get_handlers(request: Request, session: SessionDep) -> TaskHandlers:
+def get_handlers(request: Request) -> TaskHandlers:
     principal: Principal | None = getattr(request.state, "principal", None)
-    return TaskHandlers(session, email=principal.email if principal else None)
+    return TaskHandlers(request.state.database, email=principal.email if principal else None)
 
 
 def _contract_routes(app: FastAPI) -> None:
@@ -58,14 +58,17 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        engine = create_engine(settings, url)
+        pool = await create_pool(settings, url)
         http = httpx.AsyncClient(timeout=5.0)
         authenticator = Authenticator(settings, http) if settings.auth_mode == "jwt" else None
         try:
-            yield {"engine": engine, "authenticator": authenticator}
+            yield {
+                "database": Database(pool, settings.db_pool_timeout),
+                "authenticator": authenticator,
+            }
         finally:
             await http.aclose()
-            await engine.dispose()
+            await pool.close()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(create_router(get_handlers, authorize))

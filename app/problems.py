@@ -9,7 +9,6 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match
@@ -126,7 +125,6 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 _UNAVAILABLE = (
     OSError,
     TimeoutError,
-    sa_exc.TimeoutError,
     asyncpg.CannotConnectNowError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.TooManyConnectionsError,
@@ -136,8 +134,6 @@ _UNAVAILABLE = (
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, _UNAVAILABLE):
@@ -166,6 +162,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(DomainError, _domain_error)
-    for database_error in (*_UNAVAILABLE, sa_exc.SQLAlchemyError, asyncpg.PostgresError):
+    for database_error in (*_UNAVAILABLE, asyncpg.PostgresError):
         app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -1,61 +1,107 @@
-"""The contract's operations over PostgreSQL.
+"""The contract's operations over PostgreSQL, one SQL statement each.
 
-Every statement names the owner (`WHERE user_id = … AND id = …`): a task of another user is
-indistinguishable from one that does not exist.
+Every statement names the owner (`WHERE user_id = $1 AND id = $2`): a task of another user is
+indistinguishable from one that does not exist. PostgreSQL renders each task as the contract's
+JSON, so a list of 1,000 tasks never becomes 8,000 Python objects.
 """
 
-from typing import Any
-from urllib.parse import urlencode
 from uuid import UUID
 
-from fastapi import Response
-from sqlalchemy import ColumnElement, and_, case, func, insert, literal, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.responses import Response
 
+from app.db import Database
 from app.pagination import decode_cursor, encode_cursor
 from app.problems import TaskNotFound
-from app.tables import Task as TaskRow
-from app.tables import User as UserRow
 from generated.handlers import OperationHandlers
 from generated.models import CompletedFilter, Health, Status, Task, TaskInput, TaskPatch
 
-tasks = TaskRow.__table__  # type: ignore[attr-defined]
-users = UserRow.__table__  # type: ignore[attr-defined]
-COLUMNS = [tasks.c[name] for name in Task.model_fields]
+
+def _utc(column: str) -> str:
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+TASK_JSON = f"""json_build_object(
+    'id', id, 'user_id', user_id, 'title', title, 'description', description,
+    'is_completed', is_completed, 'completed_at', {_utc("completed_at")},
+    'created_at', {_utc("created_at")}, 'updated_at', {_utc("updated_at")})::text"""
 
 # updated_at moves forward on every change, even two changes within one clock tick.
-_NEXT_UPDATED_AT = func.greatest(
-    func.now(), tasks.c.updated_at + func.make_interval(0, 0, 0, 0, 0, 0, 0.000001)
+NEXT_UPDATED_AT = "greatest(now(), updated_at + interval '1 microsecond')"
+# Completing keeps an earlier completion time, or sets now; reopening clears it.
+COMPLETED_AT = (
+    "CASE WHEN {flag} THEN coalesce(CASE WHEN is_completed THEN completed_at END, now()) END"
 )
 
+GET = f"SELECT {TASK_JSON} FROM tasks WHERE user_id = $1 AND id = $2"
 
-def _completed_at(is_completed: bool) -> ColumnElement[Any]:
-    """Completing keeps an earlier completion time, or sets now; reopening clears it."""
-    if not is_completed:
-        return literal(None)
-    return func.coalesce(case((tasks.c.is_completed, tasks.c.completed_at)), func.now())
+CREATE = f"""
+WITH owner AS (INSERT INTO users (id, email) VALUES ($1, $5) ON CONFLICT (id) DO NOTHING)
+INSERT INTO tasks (user_id, title, description, is_completed, completed_at)
+VALUES ($1, $2, $3, $4, CASE WHEN $4 THEN now() END)
+RETURNING {TASK_JSON}, id"""
+
+REPLACE = f"""
+UPDATE tasks SET title = $3, description = $4, is_completed = $5,
+    completed_at = {COMPLETED_AT.format(flag="$5")}, updated_at = {NEXT_UPDATED_AT}
+WHERE user_id = $1 AND id = $2
+RETURNING {TASK_JSON}"""
+
+# $3, $5, $7 say whether title, description and is_completed were given; $4, $6, $8 are them.
+UPDATE = f"""
+UPDATE tasks SET
+    title = CASE WHEN $3 THEN $4::varchar ELSE title END,
+    description = CASE WHEN $5 THEN $6::varchar ELSE description END,
+    is_completed = CASE WHEN $7 THEN $8::boolean ELSE is_completed END,
+    completed_at = CASE WHEN $7 THEN {COMPLETED_AT.format(flag="$8")} ELSE completed_at END,
+    updated_at = {NEXT_UPDATED_AT}
+WHERE user_id = $1 AND id = $2
+RETURNING {TASK_JSON}"""
+
+TOGGLE = f"""
+UPDATE tasks SET is_completed = NOT is_completed,
+    completed_at = CASE WHEN is_completed THEN NULL ELSE now() END,
+    updated_at = {NEXT_UPDATED_AT}
+WHERE user_id = $1 AND id = $2
+RETURNING {TASK_JSON}"""
+
+DELETE = "DELETE FROM tasks WHERE user_id = $1 AND id = $2 RETURNING id"
 
 
-def _owned(user_id: str, task_id: UUID) -> ColumnElement[bool]:
-    return and_(tasks.c.user_id == user_id, tasks.c.id == task_id)
+def _list_query(*, filtered: bool, after_cursor: bool) -> str:
+    """One statement per shape, so that each gets its own plan on (user_id, created_at, id)."""
+    conditions = ["user_id = $1"]
+    if filtered:
+        conditions.append("is_completed = $3")
+    if after_cursor:
+        first = 4 if filtered else 3
+        conditions.append(f"(created_at, id) > (${first}, ${first + 1})")
+    return (
+        f"SELECT {TASK_JSON}, created_at, id FROM tasks WHERE {' AND '.join(conditions)} "
+        "ORDER BY created_at, id LIMIT $2"
+    )
 
 
-def _task(row: Any) -> Task:
-    return Task.model_validate(dict(row._mapping))
+LIST = {
+    (filtered, after_cursor): _list_query(filtered=filtered, after_cursor=after_cursor)
+    for filtered in (False, True)
+    for after_cursor in (False, True)
+}
+
+
+def _json(body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 class TaskHandlers(OperationHandlers):
-    def __init__(self, session: AsyncSession, *, email: str | None = None) -> None:
-        self.session = session
+    def __init__(self, database: Database, *, email: str | None = None) -> None:
+        self.database = database
         self.email = email  # the owner's, from the token; stored when the user row is created
 
     async def get_health(self) -> Health:
         return Health(status=Status.ok)
 
     async def get_readiness(self) -> Health:
-        await self.session.exec(select(literal(1)))
+        await self.database.fetchval("SELECT 1")
         return Health(status=Status.ready)
 
     async def list_tasks(
@@ -65,97 +111,67 @@ class TaskHandlers(OperationHandlers):
         cursor: str | None,
         completed: CompletedFilter | None,
         user_id: str,
-        response: Response,
-    ) -> list[Task]:
-        query = select(*COLUMNS).where(tasks.c.user_id == user_id)
+    ) -> list[Task] | Response:
+        args: list[object] = [user_id, limit + 1]
         if completed is not None:
-            query = query.where(tasks.c.is_completed == (completed is CompletedFilter.true))
+            args.append(completed is CompletedFilter.true)
         if cursor is not None:
-            created_at, task_id = decode_cursor(cursor)
-            query = query.where(
-                tuple_(tasks.c.created_at, tasks.c.id) > tuple_(created_at, task_id)
-            )
-        query = query.order_by(tasks.c.created_at, tasks.c.id).limit(limit + 1)
-        rows = (await self.session.exec(query)).all()
-        page = [_task(row) for row in rows[:limit]]
+            args.extend(decode_cursor(cursor))
+        query = LIST[completed is not None, cursor is not None]
+        rows = await self.database.fetch(query, *args)
+        headers = None
         if len(rows) > limit:
-            params: dict[str, str | int] = {
-                "limit": limit,
-                "cursor": encode_cursor(page[-1].created_at, page[-1].id),
-            }
+            last = rows[limit - 1]
+            params = f"limit={limit}&cursor={encode_cursor(last[1], last[2])}"
             if completed is not None:
-                params["completed"] = completed.value
-            response.headers["Link"] = f'</users/{user_id}/tasks?{urlencode(params)}>; rel="next"'
-        return page
+                params += f"&completed={completed.value}"
+            headers = {"Link": f'</users/{user_id}/tasks?{params}>; rel="next"'}
+            rows = rows[:limit]
+        return _json(f"[{','.join(row[0] for row in rows)}]", headers=headers)
 
-    async def create_task(self, *, user_id: str, body: TaskInput, response: Response) -> Task:
-        await self.session.exec(
-            pg_insert(users).values(id=user_id, email=self.email).on_conflict_do_nothing()
+    async def create_task(self, *, user_id: str, body: TaskInput) -> Task | Response:
+        row = await self.database.fetchrow(
+            CREATE, user_id, body.title, body.description, body.is_completed, self.email
         )
-        statement = (
-            insert(tasks)
-            .values(
-                user_id=user_id,
-                title=body.title,
-                description=body.description,
-                is_completed=body.is_completed,
-                completed_at=func.now() if body.is_completed else None,
-            )
-            .returning(*COLUMNS)
+        assert row is not None
+        return _json(row[0], 201, {"Location": f"/users/{user_id}/tasks/{row[1]}"})
+
+    async def get_task(self, *, user_id: str, task_id: UUID) -> Task | Response:
+        return await self._one(GET, user_id, task_id)
+
+    async def replace_task(
+        self, *, user_id: str, task_id: UUID, body: TaskInput
+    ) -> Task | Response:
+        return await self._one(
+            REPLACE, user_id, task_id, body.title, body.description, body.is_completed
         )
-        task = _task((await self.session.exec(statement)).one())
-        response.headers["Location"] = f"/users/{user_id}/tasks/{task.id}"
-        return task
 
-    async def get_task(self, *, user_id: str, task_id: UUID) -> Task:
-        row = (await self.session.exec(select(*COLUMNS).where(_owned(user_id, task_id)))).first()
-        if row is None:
-            raise TaskNotFound
-        return _task(row)
-
-    async def _update(self, user_id: str, task_id: UUID, values: dict[str, Any]) -> Task:
-        statement = (
-            update(tasks)
-            .where(_owned(user_id, task_id))
-            .values(**values, updated_at=_NEXT_UPDATED_AT)
-            .returning(*COLUMNS)
-        )
-        row = (await self.session.exec(statement)).first()
-        if row is None:
-            raise TaskNotFound
-        return _task(row)
-
-    async def replace_task(self, *, user_id: str, task_id: UUID, body: TaskInput) -> Task:
-        return await self._update(
+    async def update_task(self, *, user_id: str, task_id: UUID, body: TaskPatch) -> Task | Response:
+        given = body.model_fields_set
+        if not given:
+            return await self._one(GET, user_id, task_id)
+        return await self._one(
+            UPDATE,
             user_id,
             task_id,
-            {
-                "title": body.title,
-                "description": body.description,
-                "is_completed": body.is_completed,
-                "completed_at": _completed_at(body.is_completed),
-            },
+            "title" in given,
+            body.title,
+            "description" in given,
+            body.description,
+            "is_completed" in given,
+            body.is_completed,
         )
-
-    async def update_task(self, *, user_id: str, task_id: UUID, body: TaskPatch) -> Task:
-        values: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set}
-        if not values:
-            return await self.get_task(user_id=user_id, task_id=task_id)
-        if "is_completed" in values:
-            values["completed_at"] = _completed_at(body.is_completed)
-        return await self._update(user_id, task_id, values)
 
     async def delete_task(self, *, user_id: str, task_id: UUID) -> None:
-        statement = tasks.delete().where(_owned(user_id, task_id)).returning(tasks.c.id)
-        if (await self.session.exec(statement)).first() is None:
+        if await self.database.fetchval(DELETE, user_id, task_id) is None:
             raise TaskNotFound
 
-    async def toggle_task_completion(self, *, user_id: str, task_id: UUID) -> Task:
-        return await self._update(
-            user_id,
-            task_id,
-            {
-                "is_completed": ~tasks.c.is_completed,
-                "completed_at": case((tasks.c.is_completed, None), else_=func.now()),
-            },
-        )
+    async def toggle_task_completion(self, *, user_id: str, task_id: UUID) -> Task | Response:
+        return await self._one(TOGGLE, user_id, task_id)
+
+    async def _one(self, query: str, *args: object) -> Response:
+        task = await self.database.fetchval(query, *args)
+        if task is None:
+            raise TaskNotFound
+        assert isinstance(task, str)
+        return _json(task)

@@ -24,18 +24,22 @@ from .models import (
 
 
 class OperationHandlers(ABC):
-    """Implement every method; a subclass that misses one cannot be instantiated."""
+    """Implement every method; a subclass that misses one cannot be instantiated.
+
+    A method returns the contract's model, or a Response whose body is already the contract's
+    JSON (with the headers the contract declares, such as Location and Link).
+    """
 
     @abstractmethod
     async def get_health(
         self,
-    ) -> Health:
+    ) -> Health | Response:
         """GET /health: Liveness probe."""
 
     @abstractmethod
     async def get_readiness(
         self,
-    ) -> Health:
+    ) -> Health | Response:
         """GET /ready: Readiness probe."""
 
     @abstractmethod
@@ -46,8 +50,7 @@ class OperationHandlers(ABC):
         cursor: str | None,
         completed: CompletedFilter | None,
         user_id: str,
-        response: Response,
-    ) -> List[Task]:
+    ) -> List[Task] | Response:
         """GET /users/{user_id}/tasks: List a user's tasks."""
 
     @abstractmethod
@@ -56,8 +59,7 @@ class OperationHandlers(ABC):
         *,
         user_id: str,
         body: TaskInput,
-        response: Response,
-    ) -> Task:
+    ) -> Task | Response:
         """POST /users/{user_id}/tasks: Create a task."""
 
     @abstractmethod
@@ -66,7 +68,7 @@ class OperationHandlers(ABC):
         *,
         user_id: str,
         task_id: UUID,
-    ) -> Task:
+    ) -> Task | Response:
         """GET /users/{user_id}/tasks/{task_id}: Get a task."""
 
     @abstractmethod
@@ -76,7 +78,7 @@ class OperationHandlers(ABC):
         user_id: str,
         task_id: UUID,
         body: TaskInput,
-    ) -> Task:
+    ) -> Task | Response:
         """PUT /users/{user_id}/tasks/{task_id}: Replace a task."""
 
     @abstractmethod
@@ -86,7 +88,7 @@ class OperationHandlers(ABC):
         user_id: str,
         task_id: UUID,
         body: TaskPatch,
-    ) -> Task:
+    ) -> Task | Response:
         """PATCH /users/{user_id}/tasks/{task_id}: Update some fields of a task."""
 
     @abstractmethod
@@ -104,5 +106,5 @@ class OperationHandlers(ABC):
         *,
         user_id: str,
         task_id: UUID,
-    ) -> Task:
+    ) -> Task | Response:
         """PATCH /users/{user_id}/tasks/{task_id}/complete: Toggle a task's completion."""

@@ -67,7 +67,7 @@ def create_router(
     async def get_health(
         *,
         handlers: OperationHandlers = Depends(get_handlers),
-    ) -> Health:
+    ) -> Health | Response:
         return await handlers.get_health()
 
     @router.get(
@@ -85,7 +85,7 @@ def create_router(
     async def get_readiness(
         *,
         handlers: OperationHandlers = Depends(get_handlers),
-    ) -> Health:
+    ) -> Health | Response:
         return await handlers.get_readiness()
 
     @router.get(
@@ -118,15 +118,13 @@ def create_router(
         ] = None,
         completed: Optional[CompletedFilter] = None,
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
-        response: Response,
         handlers: OperationHandlers = Depends(get_handlers),
-    ) -> List[Task]:
+    ) -> List[Task] | Response:
         return await handlers.list_tasks(
             limit=limit,
             cursor=cursor,
             completed=completed,
             user_id=user_id,
-            response=response,
         )
 
     @router.post(
@@ -165,13 +163,11 @@ def create_router(
         *,
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
         body: TaskInput = ...,
-        response: Response,
         handlers: OperationHandlers = Depends(get_handlers),
-    ) -> Task:
+    ) -> Task | Response:
         return await handlers.create_task(
             user_id=user_id,
             body=body,
-            response=response,
         )
 
     @router.get(
@@ -204,7 +200,7 @@ def create_router(
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
         task_id: UUID = ...,
         handlers: OperationHandlers = Depends(get_handlers),
-    ) -> Task:
+    ) -> Task | Response:
         return await handlers.get_task(
             user_id=user_id,
             task_id=task_id,
@@ -250,7 +246,7 @@ def create_router(
         task_id: UUID = ...,
         body: TaskInput = ...,
         handlers: OperationHandlers = Depends(get_handlers),
-    ) -> Task:
+    ) -> Task | Response:
         return await handlers.replace_task(
             user_id=user_id,
             task_id=task_id,
@@ -297,7 +293,7 @@ def create_router(
         task_id: UUID = ...,
         body: TaskPatch = ...,
         handlers: OperationHandlers = Depends(get_handlers),
-    ) -> Task:
+    ) -> Task | Response:
         return await handlers.update_task(
             user_id=user_id,
             task_id=task_id,
@@ -371,7 +367,7 @@ def create_router(
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
         task_id: UUID = ...,
         handlers: OperationHandlers = Depends(get_handlers),
-    ) -> Task:
+    ) -> Task | Response:
         return await handlers.toggle_task_completion(
             user_id=user_id,
             task_id=task_id,

@@ -1,14 +1,12 @@
 """What operators rely on: readiness, database outages, restarts, query plans."""
 
-import asyncio
 from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy import event
+import pytest
 
 from app.main import create_app
-from app.tasks import TaskHandlers
 from tests.conftest import _dsn, _with_state, create_task
 
 
@@ -49,33 +47,36 @@ async def test_tasks_survive_a_restart(client: httpx.AsyncClient, database_url: 
         await lifespan.__aexit__(None, None, None)
 
 
-async def test_one_statement_per_request_except_create(client: httpx.AsyncClient, app: Any) -> None:
-    engine = app.state.lifespan_state["engine"].sync_engine
+async def test_every_operation_is_one_statement(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     statements: list[str] = []
+    execute = asyncpg.connection.Connection._execute
 
-    def record(*args: Any) -> None:
-        statements.append(args[2])
+    async def counted(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        statements.append(query)
+        return await execute(self, query, *args, **kwargs)
 
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        task = await create_task(client)
-        assert len(statements) == 2  # the owner's row (first write only), then the task
-        url = f"/users/alice/tasks/{task['id']}"
-        for method, suffix, body in (
-            ("GET", "", None),
-            ("PUT", "", {"title": "t"}),
-            ("PATCH", "", {"title": "u"}),
-            ("PATCH", "/complete", None),
-            ("GET", "?", None),
-            ("DELETE", "", None),
-        ):
-            statements.clear()
-            target = "/users/alice/tasks" if suffix == "?" else url + suffix
-            response = await client.request(method, target, json=body)
-            assert response.status_code < 300
-            assert len(statements) == 1, (method, suffix, statements)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    monkeypatch.setattr(asyncpg.connection.Connection, "_execute", counted)
+    task = await create_task(client)
+    assert len(statements) == 1  # the owner's row and the task, in one statement
+    url = f"/users/alice/tasks/{task['id']}"
+    for method, target, body in (
+        ("GET", url, None),
+        ("PUT", url, {"title": "t"}),
+        ("PATCH", url, {"title": "u"}),
+        ("PATCH", url + "/complete", None),
+        ("GET", "/users/alice/tasks?limit=1", None),
+        ("GET", "/users/alice/tasks?completed=true", None),
+        ("DELETE", url, None),
+    ):
+        statements.clear()
+        response = await client.request(method, target, json=body)
+        assert response.status_code < 300
+        assert len(statements) == 1, (method, target, statements)
+    statements.clear()
+    assert (await client.get("/health")).status_code == 200
+    assert statements == []
 
 
 async def test_get_and_list_use_the_index(database_url: str) -> None:
@@ -100,8 +101,3 @@ async def test_get_and_list_use_the_index(database_url: str) -> None:
                 assert "Sort" not in plan, (name, plan)
     finally:
         await connection.close()
-
-
-def test_handlers_hold_no_state_but_the_session() -> None:
-    assert TaskHandlers.__init__.__code__.co_varnames[:2] == ("self", "session")
-    assert asyncio.iscoroutinefunction(TaskHandlers.get_task)

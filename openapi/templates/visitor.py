@@ -9,22 +9,6 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 CONSTRAINED = {"constr": "str", "conint": "int"}
 
 
-def _operations_setting_headers(raw: dict[str, Any]) -> set[str]:
-    """operationIds whose success answers declare headers, which the handler must set."""
-    found: set[str] = set()
-    for path_item in raw.get("paths", {}).values():
-        for method in METHODS:
-            operation = path_item.get(method)
-            if not operation:
-                continue
-            for status, response in operation.get("responses", {}).items():
-                if "$ref" in response:
-                    response = raw["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
-                if str(status).startswith("2") and response.get("headers"):
-                    found.add(operation["operationId"])
-    return found
-
-
 def _secured_operations(raw: dict[str, Any]) -> set[str]:
     """operationIds whose effective security requirement is not empty."""
     default = raw.get("security", [])
@@ -57,7 +41,6 @@ def _plain_types(parser: OpenAPIParser) -> dict[str, dict[str, str]]:
 
 def visit(parser: OpenAPIParser, model_path: Path) -> dict[str, Any]:
     return {
-        "sets_headers": _operations_setting_headers(parser.raw_obj),
         "plain_types": _plain_types(parser),
         "secured": _secured_operations(parser.raw_obj),
     }

@@ -1,0 +1,307 @@
+"""`make bench`: the service as deployed, under wrk, beside a bare asyncpg reference server.
+
+Loads 1,000 users x 1,000 tasks (and a 10-task-per-user copy for the growth check), starts the
+service (uvicorn with uvloop and httptools) and bench/reference.py on the same data, drives both
+with wrk at 10 and 100 connections, prints a table and writes it as JSON under reports/bench/.
+Exits non-zero when a target is missed.
+"""
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil
+
+from app.config import asyncpg_url
+from app.embedded import start_embedded_postgres
+from app.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORTS = ROOT / "reports" / "bench"
+DURATION = os.environ.get("BENCH_DURATION", "10s")
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
+CONNECTIONS = (10, 100)
+WRITES = ("create", "patch", "toggle", "delete")
+SCENARIOS = ("get_one", "list_100", "list_1000", "create", "patch", "toggle", "mixed", "delete")
+
+LOAD = """
+INSERT INTO users (id) SELECT 'u' || lpad(u::text, 4, '0') FROM generate_series(1, $1) u;
+INSERT INTO tasks (user_id, title, description, is_completed, completed_at, created_at, updated_at)
+SELECT 'u' || lpad(u::text, 4, '0'), 'Task ' || t || ' of user ' || u,
+       CASE WHEN t % 3 = 0 THEN 'Details of task ' || t END,
+       t % 4 = 0, CASE WHEN t % 4 = 0 THEN at END, at, at
+FROM generate_series(1, $1) u, generate_series(1, $2) t,
+     LATERAL (SELECT timestamptz '2026-01-01' + t * interval '1 minute' + u * interval '1 ms' AS at) s;
+"""
+
+
+@dataclass
+class Result:
+    target: str
+    scenario: str
+    connections: int
+    requests_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+    rss_mb: float
+
+
+def _dsn(url: str, database: str | None = None) -> tuple[str, dict[str, Any]]:
+    parsed, connect_args = asyncpg_url(url)
+    if database:
+        parsed = parsed.set(database=database)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False), connect_args
+
+
+def _prepare(server_url: str, database: str, users: int, tasks_per_user: int) -> str:
+    """A fresh, migrated database holding users x tasks_per_user tasks."""
+    asyncio.run(_recreate(server_url, database))
+    url, _ = _dsn(server_url, database)
+    upgrade(url)
+    asyncio.run(_load(url, asyncpg_url(server_url)[1], users, tasks_per_user))
+    return url
+
+
+async def _recreate(server_url: str, database: str) -> None:
+    admin, connect_args = _dsn(server_url)
+    connection = await asyncpg.connect(admin, **connect_args)
+    try:
+        await connection.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        await connection.execute(f"CREATE DATABASE {database}")
+    finally:
+        await connection.close()
+
+
+async def _load(url: str, connect_args: dict[str, Any], users: int, tasks_per_user: int) -> None:
+    connection = await asyncpg.connect(url, **connect_args)
+    try:
+        started = time.monotonic()
+        users_sql, tasks_sql = LOAD.strip().rstrip(";").split(";\n")
+        await connection.execute(users_sql, users)
+        await connection.execute(tasks_sql, users, tasks_per_user)
+        await connection.execute("VACUUM ANALYZE")
+        count = await connection.fetchval("SELECT count(*) FROM tasks")
+        print(f"loaded {count:,} tasks in {time.monotonic() - started:.1f} s", flush=True)
+    finally:
+        await connection.close()
+
+
+async def _write_ids(url: str, connect_args: dict[str, Any], path: Path) -> None:
+    connection = await asyncpg.connect(url, **connect_args)
+    try:
+        rows = await connection.fetch(
+            "SELECT user_id, id FROM tasks ORDER BY md5(id::text) LIMIT 200000"
+        )
+    finally:
+        await connection.close()
+    path.write_text("".join(f"{row['user_id']} {row['id']}\n" for row in rows))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start(command: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{command} exited with {process.returncode}")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/users/u0001/tasks?limit=1", timeout=1)
+            return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit(f"{command} did not start")
+
+
+def _worker_rss_mb(process: subprocess.Popen[bytes]) -> float:
+    parent = psutil.Process(process.pid)
+    workers = parent.children(recursive=True) or [parent]
+    python_workers = [p for p in workers if "python" in p.name().lower()] or [parent]
+    return max(p.memory_info().rss for p in python_workers) / 2**20
+
+
+def _wrk(port: int, scenario: str, connections: int, ids: Path, offset: int = 0) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "SCENARIO": scenario,
+        "IDS_FILE": str(ids),
+        "DELETE_OFFSET": str(offset),
+    }
+    command = [
+        "wrk", "-t2", f"-c{connections}", f"-d{DURATION}", "--timeout", "10s",
+        "-s", str(ROOT / "bench" / "scenario.lua"), f"http://127.0.0.1:{port}",
+    ]  # fmt: skip
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"^RESULT (.*)$", output, re.MULTILINE)
+    if not match:
+        raise SystemExit(f"wrk printed no result:\n{output}")
+    data: dict[str, Any] = json.loads(match.group(1))
+    data["requests_per_s"] = data["requests"] / data["seconds"]
+    return data
+
+
+def _measure(
+    target: str, process: subprocess.Popen[bytes], port: int, scenarios: tuple[str, ...], ids: Path
+) -> list[Result]:
+    _wrk(port, "get_one", 10, ids)  # warm-up: pools filled, code paths hot
+    results = []
+    for scenario in scenarios:
+        for index, connections in enumerate(CONNECTIONS):
+            data = _wrk(port, scenario, connections, ids, offset=index * 100000)
+            result = Result(
+                target=target,
+                scenario=scenario,
+                connections=connections,
+                requests_per_s=round(data["requests_per_s"], 1),
+                p50_ms=data["p50_ms"],
+                p95_ms=data["p95_ms"],
+                p99_ms=data["p99_ms"],
+                non_2xx=data["non_2xx"],
+                socket_errors=data["socket_errors"],
+                rss_mb=round(_worker_rss_mb(process), 1),
+            )
+            print(_row(result), flush=True)
+            results.append(result)
+    return results
+
+
+HEADER = (
+    f"{'target':<10} {'scenario':<10} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} "
+    f"{'p99 ms':>8} {'non-2xx':>8} {'RSS MB':>7}"
+)
+
+
+def _row(r: Result) -> str:
+    return (
+        f"{r.target:<10} {r.scenario:<10} {r.connections:>5} {r.requests_per_s:>9.1f} "
+        f"{r.p50_ms:>8.2f} {r.p95_ms:>8.2f} {r.p99_ms:>8.2f} {r.non_2xx + r.socket_errors:>8} "
+        f"{r.rss_mb:>7.1f}"
+    )
+
+
+def _targets(results: list[Result]) -> list[tuple[str, bool, str]]:
+    def find(target: str, scenario: str, connections: int) -> Result:
+        return next(
+            r
+            for r in results
+            if (r.target, r.scenario, r.connections) == (target, scenario, connections)
+        )
+
+    service_get, reference_get = find("service", "get_one", 100), find("reference", "get_one", 100)
+    service_list = find("service", "list_1000", 100)
+    reference_list = find("reference", "list_1000", 100)
+    checks = [
+        (
+            "get one: >= 60% of the reference's req/s at 100 connections",
+            service_get.requests_per_s >= 0.6 * reference_get.requests_per_s,
+            f"{service_get.requests_per_s / reference_get.requests_per_s:.0%}",
+        ),
+        ("get one: p95 <= 100 ms at 100 connections", service_get.p95_ms <= 100, f"{service_get.p95_ms:.1f} ms"),
+        (
+            "get one: p99 <= 1.5x the reference's p99",
+            service_get.p99_ms <= 1.5 * reference_get.p99_ms,
+            f"{service_get.p99_ms / reference_get.p99_ms:.2f}x",
+        ),
+        (
+            "list 1000: >= the reference's req/s at 100 connections",
+            service_list.requests_per_s >= reference_list.requests_per_s,
+            f"{service_list.requests_per_s / reference_list.requests_per_s:.0%}",
+        ),
+    ]
+    for scenario in WRITES:
+        write = find("service", scenario, 100)
+        checks.append((f"{scenario}: p95 <= 100 ms at 100 connections", write.p95_ms <= 100, f"{write.p95_ms:.1f} ms"))
+    failures = [r for r in results if r.non_2xx or r.socket_errors]
+    checks.append(("zero non-2xx answers and socket errors", not failures, f"{len(failures)} runs with errors"))
+    rss = max(r.rss_mb for r in results if r.target == "service")
+    checks.append(("server RSS <= 150 MB per worker", rss <= 150, f"{rss:.0f} MB"))
+    for scenario in ("get_one", "list_100"):
+        for connections in CONNECTIONS:
+            large, small = find("service", scenario, connections), find("service-10k", scenario, connections)
+            checks.append(
+                (
+                    f"{scenario} at 1M rows within 20% of 10k rows ({connections} conns, p50)",
+                    large.p50_ms <= 1.2 * small.p50_ms,
+                    f"{large.p50_ms / small.p50_ms:.2f}x",
+                )
+            )
+    return checks
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (make bench installs it from Debian's packages)")
+    server_url = os.environ.get("BENCH_DATABASE_URL") or start_embedded_postgres("bench-postgres")
+    large = _prepare(server_url, "tasks_bench", 1000, 1000)
+    small = _prepare(server_url, "tasks_bench_small", 10, 1000)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    connect_args = asyncpg_url(server_url)[1]
+    results: list[Result] = []
+    print(HEADER)
+    runs = [
+        ("reference", large, ("get_one", "list_1000")),
+        ("service-10k", small, ("get_one", "list_100")),
+        ("service", large, SCENARIOS),
+    ]
+    for target, url, scenarios in runs:
+        ids = REPORTS / f"ids-{target}.txt"
+        asyncio.run(_write_ids(url, connect_args, ids))
+        port = _free_port()
+        env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1"}
+        env["WORKERS"] = str(WORKERS)
+        if target == "reference":
+            command = [
+                sys.executable, "-m", "uvicorn", "bench.reference:app", "--loop", "uvloop",
+                "--http", "httptools", "--port", str(port), "--workers", str(WORKERS),
+                "--no-access-log", "--log-level", "warning",
+            ]  # fmt: skip
+        else:
+            command = [sys.executable, "-m", "app", "serve"]
+        process = _start(command, env, port)
+        try:
+            results.extend(_measure(target, process, port, scenarios, ids))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    checks = _targets(results)
+    print()
+    for name, ok, figure in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}: {figure}")
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30)},
+        "duration": DURATION,
+        "workers": WORKERS,
+        "results": [asdict(r) for r in results],
+        "targets": [{"name": n, "met": ok, "figure": f} for n, ok, f in checks],
+    }
+    path = REPORTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"\nwritten to {path.relative_to(ROOT)}")
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
