@@ -4,8 +4,7 @@ Every operation is a single SQL statement, and so a single transaction of its ow
 multi-statement unit of work to hold a connection for, and no BEGIN/COMMIT round trips.
 """
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
 
 import asyncpg
 
@@ -40,24 +39,48 @@ async def create_pool(settings: Settings, database_url: str) -> asyncpg.Pool:
 class Database:
     """Runs one statement on a pooled connection, waiting at most DB_POOL_TIMEOUT for one."""
 
-    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, size: int, acquire_timeout: float) -> None:
         self.pool = pool
+        # Requests queue here, first come first served: the pool's own queue lets a newcomer
+        # take a connection before a request that has waited, which stretches the tail.
+        self._slots = asyncio.Semaphore(size)
         self._acquire_timeout = acquire_timeout
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.pool.acquire(timeout=self._acquire_timeout) as connection:
-            yield connection
+    async def _acquire(self) -> asyncpg.Connection:
+        # asyncio.timeout, not acquire(timeout=...): that one spawns a task per call.
+        async with asyncio.timeout(self._acquire_timeout):
+            await self._slots.acquire()
+            try:
+                return await self.pool.acquire()
+            except BaseException:
+                self._slots.release()
+                raise
+
+    async def _release(self, connection: asyncpg.Connection) -> None:
+        try:
+            await self.pool.release(connection)
+        finally:
+            self._slots.release()
 
     async def fetchval(self, query: str, *args: object) -> object:
-        async with self.connection() as connection:
+        connection = await self._acquire()
+        try:
             return await connection.fetchval(query, *args)
+        finally:
+            await self._release(connection)
 
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        async with self.connection() as connection:
-            return await connection.fetchrow(query, *args)
+        connection = await self._acquire()
+        try:
+            row: asyncpg.Record | None = await connection.fetchrow(query, *args)
+            return row
+        finally:
+            await self._release(connection)
 
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        async with self.connection() as connection:
+        connection = await self._acquire()
+        try:
             rows: list[asyncpg.Record] = await connection.fetch(query, *args)
             return rows
+        finally:
+            await self._release(connection)

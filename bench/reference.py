@@ -29,7 +29,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                pool = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=10, max_size=20)
+                pool = await asyncpg.create_pool(
+                    os.environ["DATABASE_URL"], min_size=10, max_size=20
+                )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await pool.close()

@@ -218,7 +218,11 @@ def _targets(results: list[Result]) -> list[tuple[str, bool, str]]:
             service_get.requests_per_s >= 0.6 * reference_get.requests_per_s,
             f"{service_get.requests_per_s / reference_get.requests_per_s:.0%}",
         ),
-        ("get one: p95 <= 100 ms at 100 connections", service_get.p95_ms <= 100, f"{service_get.p95_ms:.1f} ms"),
+        (
+            "get one: p95 <= 100 ms at 100 connections",
+            service_get.p95_ms <= 100,
+            f"{service_get.p95_ms:.1f} ms",
+        ),
         (
             "get one: p99 <= 1.5x the reference's p99",
             service_get.p99_ms <= 1.5 * reference_get.p99_ms,
@@ -232,14 +236,29 @@ def _targets(results: list[Result]) -> list[tuple[str, bool, str]]:
     ]
     for scenario in WRITES:
         write = find("service", scenario, 100)
-        checks.append((f"{scenario}: p95 <= 100 ms at 100 connections", write.p95_ms <= 100, f"{write.p95_ms:.1f} ms"))
+        checks.append(
+            (
+                f"{scenario}: p95 <= 100 ms at 100 connections",
+                write.p95_ms <= 100,
+                f"{write.p95_ms:.1f} ms",
+            )
+        )
     failures = [r for r in results if r.non_2xx or r.socket_errors]
-    checks.append(("zero non-2xx answers and socket errors", not failures, f"{len(failures)} runs with errors"))
+    checks.append(
+        (
+            "zero non-2xx answers and socket errors",
+            not failures,
+            f"{len(failures)} runs with errors",
+        )
+    )
     rss = max(r.rss_mb for r in results if r.target == "service")
     checks.append(("server RSS <= 150 MB per worker", rss <= 150, f"{rss:.0f} MB"))
     for scenario in ("get_one", "list_100"):
         for connections in CONNECTIONS:
-            large, small = find("service", scenario, connections), find("service-10k", scenario, connections)
+            large, small = (
+                find("service", scenario, connections),
+                find("service-10k", scenario, connections),
+            )
             checks.append(
                 (
                     f"{scenario} at 1M rows within 20% of 10k rows ({connections} conns, p50)",
@@ -291,7 +310,10 @@ def main() -> int:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {figure}")
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30),
+        },
         "duration": DURATION,
         "workers": WORKERS,
         "results": [asdict(r) for r in results],
