@@ -44,13 +44,13 @@ run: install ## Serve on HOST:PORT (embedded PostgreSQL when DATABASE_URL is uns
 	$(BIN)/python -m app serve
 
 test: install ## Lint, type-check and run the test suite on real PostgreSQL
-	$(BIN)/ruff check app tests openapi/templates
-	$(BIN)/ruff format --check app tests openapi/templates
+	$(BIN)/ruff check app tests bench openapi/templates
+	$(BIN)/ruff format --check app tests bench openapi/templates
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: install ## ruff and mypy only
-	$(BIN)/ruff check app tests openapi/templates
+	$(BIN)/ruff check app tests bench openapi/templates
 	$(BIN)/mypy
 
 fuzz: install ## Fuzz a running server against the contract with schemathesis

@@ -31,7 +31,7 @@ from app.migrate import upgrade
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "reports" / "bench"
 DURATION = os.environ.get("BENCH_DURATION", "10s")
-WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))  # one per core here
 CONNECTIONS = (10, 100)
 WRITES = ("create", "patch", "toggle", "delete")
 SCENARIOS = ("get_one", "list_100", "list_1000", "create", "patch", "toggle", "mixed", "delete")
@@ -43,7 +43,8 @@ SELECT 'u' || lpad(u::text, 4, '0'), 'Task ' || t || ' of user ' || u,
        CASE WHEN t % 3 = 0 THEN 'Details of task ' || t END,
        t % 4 = 0, CASE WHEN t % 4 = 0 THEN at END, at, at
 FROM generate_series(1, $1) u, generate_series(1, $2) t,
-     LATERAL (SELECT timestamptz '2026-01-01' + t * interval '1 minute' + u * interval '1 ms' AS at) s;
+     LATERAL (SELECT timestamptz '2026-01-01' + t * interval '1 minute'
+                     + u * interval '1 ms' AS at) s;
 """
 
 
@@ -101,7 +102,8 @@ async def _load(url: str, connect_args: dict[str, Any], users: int, tasks_per_us
         await connection.close()
 
 
-async def _write_ids(url: str, connect_args: dict[str, Any], path: Path) -> None:
+async def _sample_ids(url: str, connect_args: dict[str, Any]) -> str:
+    """200,000 (user, task) pairs in a stable pseudo-random order, one per line."""
     connection = await asyncpg.connect(url, **connect_args)
     try:
         rows = await connection.fetch(
@@ -109,7 +111,7 @@ async def _write_ids(url: str, connect_args: dict[str, Any], path: Path) -> None
         )
     finally:
         await connection.close()
-    path.write_text("".join(f"{row['user_id']} {row['id']}\n" for row in rows))
+    return "".join(f"{row['user_id']} {row['id']}\n" for row in rows)
 
 
 def _free_port() -> int:
@@ -139,7 +141,8 @@ def _worker_rss_mb(process: subprocess.Popen[bytes]) -> float:
     parent = psutil.Process(process.pid)
     workers = parent.children(recursive=True) or [parent]
     python_workers = [p for p in workers if "python" in p.name().lower()] or [parent]
-    return max(p.memory_info().rss for p in python_workers) / 2**20
+    rss: int = max(p.memory_info().rss for p in python_workers)
+    return rss / 2**20
 
 
 def _wrk(port: int, scenario: str, connections: int, ids: Path, offset: int = 0) -> dict[str, Any]:
@@ -286,7 +289,7 @@ def main() -> int:
     ]
     for target, url, scenarios in runs:
         ids = REPORTS / f"ids-{target}.txt"
-        asyncio.run(_write_ids(url, connect_args, ids))
+        ids.write_text(asyncio.run(_sample_ids(url, connect_args)))
         port = _free_port()
         env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1"}
         env["WORKERS"] = str(WORKERS)
