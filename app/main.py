@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             await pool.close()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
-    app.include_router(create_router(get_handlers, authorize))
+    create_router(get_handlers, authorize, router=app.router)
     _contract_routes(app)
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)

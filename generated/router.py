@@ -48,14 +48,17 @@ OPERATION_IDS = (
 
 
 def create_router(
-    get_handlers: Callable[..., Any], authorize: Callable[..., Any]
+    get_handlers: Callable[..., Any],
+    authorize: Callable[..., Any],
+    router: APIRouter | None = None,
 ) -> APIRouter:
-    """Routes for every operation.
+    """Routes for every operation, added to `router` (a new APIRouter when not given).
 
     `get_handlers` is a dependency that yields the implementation; `authorize` is a dependency run
-    before every operation that the contract secures.
+    before every operation that the contract secures. Pass the app's own router (`app.router`)
+    to register the routes directly on the app.
     """
-    router = APIRouter()
+    router = router if router is not None else APIRouter()
 
     @router.get(
         '/health',
