@@ -1,7 +1,6 @@
 """Every error answer is an RFC 9457 problem document, and this module is where they are made."""
 
 import logging
-from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -11,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Match
+from starlette.routing import Match
 
 from generated.models import FieldError, Location, Problem, ValidationProblem
 
@@ -86,19 +85,11 @@ async def _validation_failed(request: Request, exc: Exception) -> Response:
     return JSONResponse(body.model_dump(), status_code=status, media_type=PROBLEM_JSON)
 
 
-def _api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield route
-        elif included := getattr(route, "original_router", None):
-            yield from _api_routes(included.routes)
-
-
 def _allowed_methods(request: Request) -> str:
     """Every method of the routes on this path; Starlette's 405 names only the first route's."""
     methods: set[str] = set()
-    for route in _api_routes(request.app.routes):
-        if route.matches(request.scope)[0] != Match.NONE:
+    for route in request.app.routes:
+        if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
             methods |= route.methods or set()
     return ", ".join(sorted(methods))
 

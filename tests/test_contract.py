@@ -10,6 +10,7 @@ from uuid import UUID
 import httpx
 import pytest
 import yaml
+from fastapi.routing import APIRoute
 
 from app.main import create_app
 from app.tasks import TaskHandlers
@@ -36,15 +37,12 @@ def test_every_operation_has_a_route_and_a_handler() -> None:
     assert sorted(OPERATION_IDS) == sorted(operations)
     app = create_app(database_url="postgresql://unused@127.0.0.1/unused")
     routes = {
-        (method, route.path)
-        for route in app.router.routes
-        for included in [getattr(route, "original_router", None)]
-        if included
-        for route in included.routes
-        for method in route.methods
+        route.operation_id: (method, route.path)
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
     }
-    for operation_id, (method, path) in operations.items():
-        assert (method, path) in routes, operation_id
+    assert routes == operations
     abstract = OperationHandlers.__abstractmethods__
     assert len(abstract) == len(operations)
     assert not inspect.isabstract(TaskHandlers)
