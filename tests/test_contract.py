@@ -39,7 +39,7 @@ def test_every_operation_has_a_route_and_a_handler() -> None:
     routes = {
         route.operation_id: (method, route.path)
         for route in app.routes
-        if isinstance(route, APIRoute)
+        if isinstance(route, APIRoute) and route.operation_id
         for method in route.methods or ()
     }
     assert routes == operations
