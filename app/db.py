@@ -31,6 +31,7 @@ async def create_pool(settings: Settings, database_url: str) -> asyncpg.Pool:
         max_inactive_connection_lifetime=settings.db_idle_lifetime,
         timeout=settings.db_connect_timeout,
         connection_class=_Connection,
+        server_settings={"timezone": "UTC"},  # the contract's date-times are UTC
         **connect_args,
     )
     return pool
