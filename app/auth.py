@@ -123,11 +123,8 @@ class Authenticator:
 
 
 async def authorize(request: Request) -> None:
-    """Run before every secured operation: the token's subject must own the path."""
-    authenticator: Authenticator | None = request.state.authenticator
-    if authenticator is None:
-        request.state.principal = None
-        return
+    """Run before every secured operation in jwt mode: the token's subject must own the path."""
+    authenticator: Authenticator = request.state.authenticator
     principal = await authenticator.authenticate(request.headers.get("authorization"))
     if principal.user_id != request.path_params.get("user_id"):
         raise Forbidden

@@ -57,11 +57,13 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         missing = ", ".join(sorted(TaskHandlers.__abstractmethods__))
         raise TypeError(f"TaskHandlers does not implement: {missing}")
 
+    jwt_mode = settings.auth_mode == "jwt"
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         pool = await create_pool(settings, url)
         http = httpx.AsyncClient(timeout=5.0)
-        authenticator = Authenticator(settings, http) if settings.auth_mode == "jwt" else None
+        authenticator = Authenticator(settings, http) if jwt_mode else None
         # Everything loaded so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise stall requests for tens of milliseconds under load.
         gc.freeze()
@@ -75,7 +77,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             await pool.close()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
-    create_router(get_handlers, authorize, router=app.router)
+    create_router(get_handlers, authorize if jwt_mode else None, router=app.router)
     _contract_routes(app)
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)

@@ -20,13 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import psutil
 
-from app.config import asyncpg_url
 from app.embedded import start_embedded_postgres
 from app.migrate import upgrade
+from tests.databases import connect, recreate_database
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "reports" / "bench"
@@ -62,35 +61,16 @@ class Result:
     rss_mb: float
 
 
-def _dsn(url: str, database: str | None = None) -> tuple[str, dict[str, Any]]:
-    parsed, connect_args = asyncpg_url(url)
-    if database:
-        parsed = parsed.set(database=database)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False), connect_args
-
-
 def _prepare(server_url: str, database: str, users: int, tasks_per_user: int) -> str:
     """A fresh, migrated database holding users x tasks_per_user tasks."""
-    asyncio.run(_recreate(server_url, database))
-    url, _ = _dsn(server_url, database)
+    url = asyncio.run(recreate_database(server_url, database))
     upgrade(url)
-    asyncio.run(_load(url, asyncpg_url(server_url)[1], users, tasks_per_user))
+    asyncio.run(_load(url, users, tasks_per_user))
     return url
 
 
-async def _recreate(server_url: str, database: str) -> None:
-    admin, connect_args = _dsn(server_url)
-    connection = await asyncpg.connect(admin, **connect_args)
-    try:
-        await connection.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        await connection.execute(f"CREATE DATABASE {database}")
-    finally:
-        await connection.close()
-
-
-async def _load(url: str, connect_args: dict[str, Any], users: int, tasks_per_user: int) -> None:
-    connection = await asyncpg.connect(url, **connect_args)
-    try:
+async def _load(url: str, users: int, tasks_per_user: int) -> None:
+    async with connect(url) as connection:
         started = time.monotonic()
         users_sql, tasks_sql = LOAD.strip().rstrip(";").split(";\n")
         await connection.execute(users_sql, users)
@@ -98,19 +78,14 @@ async def _load(url: str, connect_args: dict[str, Any], users: int, tasks_per_us
         await connection.execute("VACUUM ANALYZE")
         count = await connection.fetchval("SELECT count(*) FROM tasks")
         print(f"loaded {count:,} tasks in {time.monotonic() - started:.1f} s", flush=True)
-    finally:
-        await connection.close()
 
 
-async def _sample_ids(url: str, connect_args: dict[str, Any]) -> str:
+async def _sample_ids(url: str) -> str:
     """200,000 (user, task) pairs in a stable pseudo-random order, one per line."""
-    connection = await asyncpg.connect(url, **connect_args)
-    try:
+    async with connect(url) as connection:
         rows = await connection.fetch(
             "SELECT user_id, id FROM tasks ORDER BY md5(id::text) LIMIT 200000"
         )
-    finally:
-        await connection.close()
     return "".join(f"{row['user_id']} {row['id']}\n" for row in rows)
 
 
@@ -279,7 +254,6 @@ def main() -> int:
     large = _prepare(server_url, "tasks_bench", 1000, 1000)
     small = _prepare(server_url, "tasks_bench_small", 10, 1000)
     REPORTS.mkdir(parents=True, exist_ok=True)
-    connect_args = asyncpg_url(server_url)[1]
     results: list[Result] = []
     print(HEADER)
     runs = [
@@ -289,7 +263,7 @@ def main() -> int:
     ]
     for target, url, scenarios in runs:
         ids = REPORTS / f"ids-{target}.txt"
-        ids.write_text(asyncio.run(_sample_ids(url, connect_args)))
+        ids.write_text(asyncio.run(_sample_ids(url)))
         port = _free_port()
         env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1"}
         env["WORKERS"] = str(WORKERS)

@@ -49,16 +49,17 @@ OPERATION_IDS = (
 
 def create_router(
     get_handlers: Callable[..., Any],
-    authorize: Callable[..., Any],
+    authorize: Callable[..., Any] | None,
     router: APIRouter | None = None,
 ) -> APIRouter:
     """Routes for every operation, added to `router` (a new APIRouter when not given).
 
-    `get_handlers` is a dependency that yields the implementation; `authorize` is a dependency run
-    before every operation that the contract secures. Pass the app's own router (`app.router`)
-    to register the routes directly on the app.
+    `get_handlers` is a dependency that yields the implementation; `authorize`, when given, is a
+    dependency run before every operation that the contract secures. Pass the app's own router
+    (`app.router`) to register the routes directly on the app.
     """
     router = router if router is not None else APIRouter()
+    secured = [Depends(authorize)] if authorize is not None else []
 
     @router.get(
         '/health',
@@ -111,7 +112,7 @@ def create_router(
         },
         tags=['tasks'],
         summary="List a user\u0027s tasks",
-        dependencies=[Depends(authorize)],
+        dependencies=secured,
     )
     async def list_tasks(
         *,
@@ -160,7 +161,7 @@ def create_router(
         },
         tags=['tasks'],
         summary="Create a task",
-        dependencies=[Depends(authorize)],
+        dependencies=secured,
     )
     async def create_task(
         *,
@@ -196,7 +197,7 @@ def create_router(
         },
         tags=['tasks'],
         summary="Get a task",
-        dependencies=[Depends(authorize)],
+        dependencies=secured,
     )
     async def get_task(
         *,
@@ -241,7 +242,7 @@ def create_router(
         },
         tags=['tasks'],
         summary="Replace a task",
-        dependencies=[Depends(authorize)],
+        dependencies=secured,
     )
     async def replace_task(
         *,
@@ -288,7 +289,7 @@ def create_router(
         },
         tags=['tasks'],
         summary="Update some fields of a task",
-        dependencies=[Depends(authorize)],
+        dependencies=secured,
     )
     async def update_task(
         *,
@@ -327,7 +328,7 @@ def create_router(
         },
         tags=['tasks'],
         summary="Delete a task",
-        dependencies=[Depends(authorize)],
+        dependencies=secured,
     )
     async def delete_task(
         *,
@@ -363,7 +364,7 @@ def create_router(
         },
         tags=['tasks'],
         summary="Toggle a task\u0027s completion",
-        dependencies=[Depends(authorize)],
+        dependencies=secured,
     )
     async def toggle_task_completion(
         *,

@@ -5,44 +5,24 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.config import asyncpg_url
 from app.embedded import start_embedded_postgres
 from app.main import create_app
 from app.migrate import upgrade
-
-
-def _dsn(database_url: str) -> tuple[str, dict[str, Any]]:
-    url, connect_args = asyncpg_url(database_url)
-    return url.set(drivername="postgresql").render_as_string(hide_password=False), connect_args
-
-
-async def _reset_schema(database_url: str) -> None:
-    dsn, connect_args = _dsn(database_url)
-    connection = await asyncpg.connect(dsn, **connect_args)
-    try:
-        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-    finally:
-        await connection.close()
+from tests.databases import execute
 
 
 async def truncate(database_url: str) -> None:
-    dsn, connect_args = _dsn(database_url)
-    connection = await asyncpg.connect(dsn, **connect_args)
-    try:
-        await connection.execute("TRUNCATE users, tasks")
-    finally:
-        await connection.close()
+    await execute(database_url, "TRUNCATE users, tasks")
 
 
 @pytest.fixture(scope="session")
 def database_url() -> str:
     url = os.environ.get("TEST_DATABASE_URL") or start_embedded_postgres("test-postgres")
-    asyncio.run(_reset_schema(url))
+    asyncio.run(execute(url, "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"))
     upgrade(url)
     return url
 

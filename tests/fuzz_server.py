@@ -11,31 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-import asyncpg
 import httpx
 
-from app.config import asyncpg_url
 from app.embedded import start_embedded_postgres
+from tests.databases import recreate_database
 from tests.jwks import AUDIENCE, ISSUER, SigningKey, claims, serve_jwks
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "reports" / "fuzz"
 FUZZ_DATABASE = "tasks_fuzz"
 FUZZ_USER = "fuzz-user"
-
-
-async def _fresh_database(server_url: str) -> str:
-    url, connect_args = asyncpg_url(server_url)
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(admin, **connect_args)
-    try:
-        await connection.execute(f"DROP DATABASE IF EXISTS {FUZZ_DATABASE} WITH (FORCE)")
-        await connection.execute(f"CREATE DATABASE {FUZZ_DATABASE}")
-    finally:
-        await connection.close()
-    return url.set(drivername="postgresql", database=FUZZ_DATABASE).render_as_string(
-        hide_password=False
-    )
 
 
 def _free_port() -> int:
@@ -69,7 +54,7 @@ def _fuzz(
 ) -> int:
     """One st run against a fresh database and a server in the given AUTH_MODE."""
     print(f"== make fuzz: AUTH_MODE={mode}", flush=True)
-    database_url = asyncio.run(_fresh_database(server_url))
+    database_url = asyncio.run(recreate_database(server_url, FUZZ_DATABASE))
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {

@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import asyncpg
 import httpx
 import jwt
 import pytest
@@ -16,7 +15,8 @@ from cryptography.hazmat.primitives import serialization
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import _dsn, _with_state, truncate
+from tests.conftest import _with_state, truncate
+from tests.databases import connect
 from tests.jwks import AUDIENCE, ISSUER, JWKSServer, SigningKey, claims, serve_jwks
 
 ED25519 = SigningKey.generate("ed-1", "EdDSA")
@@ -181,12 +181,8 @@ async def test_the_email_claim_fills_the_new_user_row(
     assert (await _create(jwt_client, token, user="carol")).status_code == 201
     later = ED25519.sign(claims("carol", email="changed@example.com"))
     assert (await _create(jwt_client, later, user="carol")).status_code == 201
-    dsn, connect_args = _dsn(database_url)
-    connection = await asyncpg.connect(dsn, **connect_args)
-    try:
+    async with connect(database_url) as connection:
         email = await connection.fetchval("SELECT email FROM users WHERE id = 'carol'")
-    finally:
-        await connection.close()
     assert email == "carol@example.com"
 
 

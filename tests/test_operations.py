@@ -1,13 +1,17 @@
 """What operators rely on: readiness, database outages, restarts, query plans."""
 
+from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 import httpx
 import pytest
 
 from app.main import create_app
-from tests.conftest import _dsn, _with_state, create_task
+from app.tasks import GET, LIST
+from tests.conftest import _with_state, create_task
+from tests.databases import connect
 
 
 async def _client_for(database_url: str) -> Any:
@@ -80,24 +84,26 @@ async def test_every_operation_is_one_statement(
 
 
 async def test_get_and_list_use_the_index(database_url: str) -> None:
-    dsn, connect_args = _dsn(database_url)
-    connection = await asyncpg.connect(dsn, **connect_args)
-    try:
-        await connection.execute("SET enable_seqscan = off")  # small tables; ask what it can use
-        queries = {
-            "get": "SELECT * FROM tasks WHERE user_id = 'alice' AND id = gen_random_uuid()",
-            "list": "SELECT * FROM tasks WHERE user_id = 'alice' ORDER BY created_at, id LIMIT 101",
-            "page": (
-                "SELECT * FROM tasks WHERE user_id = 'alice' AND (created_at, id) > "
-                "(now(), gen_random_uuid()) ORDER BY created_at, id LIMIT 101"
-            ),
-        }
-        for name, query in queries.items():
-            plan = "\n".join(row[0] for row in await connection.fetch(f"EXPLAIN {query}"))
+    cursor = (datetime(2026, 1, 1, tzinfo=UTC), uuid4())
+    statements = {
+        "get": (GET, "alice", uuid4()),
+        **{
+            f"list filtered={filtered} after_cursor={after}": (
+                query,
+                "alice",
+                101,
+                *([True] if filtered else []),
+                *(cursor if after else ()),
+            )
+            for (filtered, after), query in LIST.items()
+        },
+    }
+    async with connect(database_url) as connection:
+        await connection.execute("SET enable_seqscan = off")  # tiny tables: ask what it can use
+        for name, (query, *args) in statements.items():
+            plan = "\n".join(row[0] for row in await connection.fetch(f"EXPLAIN {query}", *args))
             assert "Seq Scan" not in plan, (name, plan)
             assert "Index" in plan, (name, plan)
             if name != "get":
                 assert "tasks_user_created_id" in plan, (name, plan)
                 assert "Sort" not in plan, (name, plan)
-    finally:
-        await connection.close()
