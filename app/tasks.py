@@ -2,7 +2,7 @@
 
 Every statement names the owner (`WHERE user_id = $1 AND id = $2`): a task of another user is
 indistinguishable from one that does not exist. PostgreSQL renders each task as the contract's
-JSON, so a list of 1,000 tasks never becomes 8,000 Python objects.
+JSON, which goes out as it is: no task is decoded into Python fields and encoded again.
 """
 
 from uuid import UUID
@@ -77,7 +77,8 @@ def _list_query(*, filtered: bool, after_cursor: bool) -> str:
         f"SELECT {COLUMNS} FROM tasks WHERE {' AND '.join(conditions)} "
         "ORDER BY created_at, id LIMIT $2"
     )
-    # row_to_json renders a row in a third of json_build_object's time.
+    # row_to_json is PostgreSQL's cheapest rendering of a row: 2.4 ms per 1,000 rows against
+    # 3.3 ms for json_build_object.
     return (
         f"SELECT row_to_json(page)::text, created_at, id FROM ({page}) page ORDER BY created_at, id"
     )
