@@ -8,14 +8,15 @@ import asyncpg
 import httpx
 import pytest
 
+from app.config import Settings
 from app.main import create_app
 from app.tasks import GET, LIST
 from tests.conftest import _with_state, create_task
 from tests.databases import connect
 
 
-async def _client_for(database_url: str) -> Any:
-    application = create_app(database_url=database_url)
+async def _client_for(database_url: str, settings: Settings | None = None) -> Any:
+    application = create_app(settings, database_url=database_url)
     lifespan = application.router.lifespan_context(application)
     state = dict(await lifespan.__aenter__() or {})
     transport = httpx.ASGITransport(app=_with_state(application, state))
@@ -107,3 +108,19 @@ async def test_get_and_list_use_the_index(database_url: str) -> None:
             if name != "get":
                 assert "tasks_user_created_id" in plan, (name, plan)
                 assert "Sort" not in plan, (name, plan)
+
+
+async def test_cors_allows_only_configured_origins(database_url: str) -> None:
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    configured = Settings(cors_origins="https://app.example", _env_file=None)
+    for settings, allowed in ((configured, True), (Settings(_env_file=None), False)):
+        lifespan, client = await _client_for(database_url, settings)
+        try:
+            response = await client.options("/users/alice/tasks", headers=preflight)
+            assert ("access-control-allow-origin" in response.headers) is allowed
+            other = await client.get("/health", headers={"Origin": "https://evil.example"})
+            assert "access-control-allow-origin" not in other.headers
+        finally:
+            await client.aclose()
+            await lifespan.__aexit__(None, None, None)
+    assert response.status_code == 405  # without CORS, OPTIONS is not an operation
