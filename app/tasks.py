@@ -17,11 +17,13 @@ from generated.models import CompletedFilter, Health, Status, Task, TaskInput, T
 
 COLUMNS = "id, user_id, title, description, is_completed, completed_at, created_at, updated_at"
 
-# Timestamps render as RFC 3339 in the session's time zone, which the pool sets to UTC.
-TASK_JSON = """json_build_object(
-    'id', id, 'user_id', user_id, 'title', title, 'description', description,
-    'is_completed', is_completed, 'completed_at', completed_at,
-    'created_at', created_at, 'updated_at', updated_at)::text"""
+# One task as the contract's JSON, in SELECT and RETURNING alike. Timestamps render as RFC 3339
+# in the session's time zone, which the pool sets to UTC.
+TASK_JSON = (
+    "(SELECT row_to_json(task) FROM (SELECT "
+    + ", ".join(f"tasks.{column}" for column in COLUMNS.split(", "))
+    + ") task)::text"
+)
 
 # updated_at moves forward on every change, even two changes within one clock tick.
 NEXT_UPDATED_AT = "greatest(now(), updated_at + interval '1 microsecond')"
@@ -77,8 +79,8 @@ def _list_query(*, filtered: bool, after_cursor: bool) -> str:
         f"SELECT {COLUMNS} FROM tasks WHERE {' AND '.join(conditions)} "
         "ORDER BY created_at, id LIMIT $2"
     )
-    # row_to_json is PostgreSQL's cheapest rendering of a row: 2.4 ms per 1,000 rows against
-    # 3.3 ms for json_build_object.
+    # The same rendering as TASK_JSON, over the page at once: 2.4 ms per 1,000 rows where the
+    # per-row subquery takes 4.4 ms and json_build_object 3.3 ms.
     return (
         f"SELECT row_to_json(page)::text, created_at, id FROM ({page}) page ORDER BY created_at, id"
     )
