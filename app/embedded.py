@@ -9,10 +9,10 @@ logger = logging.getLogger("app.embedded")
 DATA_DIR = Path(__file__).resolve().parent.parent / ".data"
 
 
-def start_embedded_postgres(name: str = "postgres", *, keep_running: bool = False) -> str:
+def start_embedded_postgres(name: str = "postgres") -> str:
     """Start (or reuse) the server whose data lives in .data/<name>; return its URL.
 
-    The server stops when the last process that started it exits, unless keep_running.
+    The server stops when the last process that started it exits.
     """
     with warnings.catch_warnings():  # it warns when XDG_RUNTIME_DIR is unset, and copes
         warnings.simplefilter("ignore")
@@ -20,7 +20,7 @@ def start_embedded_postgres(name: str = "postgres", *, keep_running: bool = Fals
 
     pgdata = DATA_DIR / name
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = get_server(pgdata, cleanup_mode=None if keep_running else "stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     url: str = server.get_uri()
     logger.info("embedded PostgreSQL at %s", pgdata)
     return url

@@ -1,6 +1,5 @@
 """Alembic, driven from code so that `make run` and the tests migrate the same way."""
 
-import asyncio
 from pathlib import Path
 
 from alembic import command
@@ -14,7 +13,3 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     config.set_main_option("script_location", str(ROOT / "app" / "migrations"))
     config.attributes["database_url"] = database_url
     command.upgrade(config, revision)
-
-
-async def upgrade_async(database_url: str) -> None:
-    await asyncio.to_thread(upgrade, database_url)

@@ -1,5 +1,6 @@
 """Every operation's success and error paths, through the app over real PostgreSQL."""
 
+import asyncio
 from datetime import datetime
 from uuid import uuid4
 
@@ -151,8 +152,6 @@ async def test_toggle_twice(client: httpx.AsyncClient) -> None:
 
 
 async def test_concurrent_toggles_lose_no_update(client: httpx.AsyncClient) -> None:
-    import asyncio
-
     task = await create_task(client)
     url = f"/users/alice/tasks/{task['id']}/complete"
     responses = await asyncio.gather(*(client.patch(url) for _ in range(7)))
