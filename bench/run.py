@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,12 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
 from app.embedded import start_embedded_postgres
 from app.migrate import upgrade
 from tests.databases import connect, recreate_database
+from tests.servers import SERVICE, free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "reports" / "bench"
@@ -87,29 +86,6 @@ async def _sample_ids(url: str) -> str:
             "SELECT user_id, id FROM tasks ORDER BY md5(id::text) LIMIT 200000"
         )
     return "".join(f"{row['user_id']} {row['id']}\n" for row in rows)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _start(command: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{command} exited with {process.returncode}")
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/users/u0001/tasks?limit=1", timeout=1)
-            return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit(f"{command} did not start")
 
 
 def _worker_rss_mb(process: subprocess.Popen[bytes]) -> float:
@@ -264,23 +240,18 @@ def main() -> int:
     for target, url, scenarios in runs:
         ids = REPORTS / f"ids-{target}.txt"
         ids.write_text(asyncio.run(_sample_ids(url)))
-        port = _free_port()
-        env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1"}
-        env["WORKERS"] = str(WORKERS)
+        port = free_port()
+        env = {"DATABASE_URL": url, "WORKERS": str(WORKERS)}
+        command: tuple[str, ...] = SERVICE
         if target == "reference":
-            command = [
+            command = (
                 sys.executable, "-m", "uvicorn", "bench.reference:app", "--loop", "uvloop",
                 "--http", "httptools", "--port", str(port), "--workers", str(WORKERS),
                 "--no-access-log", "--log-level", "warning",
-            ]  # fmt: skip
-        else:
-            command = [sys.executable, "-m", "app", "serve"]
-        process = _start(command, env, port)
-        try:
+            )  # fmt: skip
+        ready = "/users/u0001/tasks?limit=1"
+        with running(command, env, port, ready_path=ready, quiet=True) as process:
             results.extend(_measure(target, process, port, scenarios, ids))
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
     checks = _targets(results)
     print()
     for name, ok, figure in checks:

@@ -5,43 +5,19 @@ Writes a JUnit report under reports/fuzz and exits with schemathesis's status.
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import httpx
 
 from app.embedded import start_embedded_postgres
 from tests.databases import recreate_database
 from tests.jwks import AUDIENCE, ISSUER, SigningKey, claims, serve_jwks
+from tests.servers import SERVICE, free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "reports" / "fuzz"
 FUZZ_DATABASE = "tasks_fuzz"
 FUZZ_USER = "fuzz-user"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_until_ready(base_url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with {server.returncode}")
-        try:
-            if httpx.get(f"{base_url}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server did not become ready within 60 s")
 
 
 def _fuzz(
@@ -55,20 +31,11 @@ def _fuzz(
     """One st run against a fresh database and a server in the given AUTH_MODE."""
     print(f"== make fuzz: AUTH_MODE={mode}", flush=True)
     database_url = asyncio.run(recreate_database(server_url, FUZZ_DATABASE))
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        **(extra_env or {}),
-        "AUTH_MODE": mode,
-        "DATABASE_URL": database_url,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-    }
-    env.setdefault("LOG_LEVEL", "warning")
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env)
-    try:
-        _wait_until_ready(base_url, server)
+    env = {**(extra_env or {}), "AUTH_MODE": mode, "DATABASE_URL": database_url}
+    env.setdefault("LOG_LEVEL", os.environ.get("LOG_LEVEL", "warning"))
+    with running(SERVICE, env, port):
         reports = REPORTS / mode
         reports.mkdir(parents=True, exist_ok=True)
         command = [
@@ -90,9 +57,6 @@ def _fuzz(
             str(reports),
         ]
         return subprocess.run(command, cwd=ROOT, check=False).returncode
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> int:

@@ -18,6 +18,7 @@ from app.main import create_app
 from tests.conftest import _with_state, truncate
 from tests.databases import connect
 from tests.jwks import AUDIENCE, ISSUER, JWKSServer, SigningKey, claims, serve_jwks
+from tests.servers import SERVICE, free_port, running
 
 ED25519 = SigningKey.generate("ed-1", "EdDSA")
 ES256 = SigningKey.generate("ec-1", "ES256")
@@ -221,3 +222,30 @@ def test_configuration_refuses_mixed_algorithm_families() -> None:
         Settings(auth_mode="jwt")
     with pytest.raises(ValueError, match="less than or equal to 60"):
         Settings(jwt_leeway=61)
+
+
+def test_every_rejection_holds_against_the_running_server(
+    jwks: JWKSServer, database_url: str
+) -> None:
+    env = {
+        "AUTH_MODE": "jwt",
+        "JWKS_URL": jwks.url,
+        "JWT_ISSUER": ISSUER,
+        "JWT_AUDIENCE": AUDIENCE,
+        "DATABASE_URL": database_url,
+    }
+    port = free_port()
+    with running(SERVICE, env, port, quiet=True):
+        base = f"http://127.0.0.1:{port}/users/alice/tasks"
+        valid = ED25519.sign(claims("alice"))
+        created = httpx.post(base, json={"title": "x"}, headers=_bearer(valid))
+        assert created.status_code == 201
+        assert httpx.get(base, headers=_bearer(ED25519.sign(claims("bob")))).status_code == 403
+        missing = httpx.get(base)
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"] == CHALLENGE
+        for name, token in REJECTED.items():
+            response = httpx.get(base, headers=_bearer(token))
+            assert response.status_code == 401, name
+            assert response.headers["www-authenticate"] == INVALID, name
+            assert response.headers["content-type"] == "application/problem+json", name

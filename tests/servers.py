@@ -1,0 +1,54 @@
+"""Servers started as separate processes, the way they are deployed, for the tests and tooling."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICE = (sys.executable, "-m", "app", "serve")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running(
+    command: tuple[str, ...],
+    env: dict[str, str],
+    port: int,
+    *,
+    ready_path: str = "/ready",
+    quiet: bool = False,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `command` on 127.0.0.1:port, wait until ready_path answers 2xx, stop it after."""
+    environment = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port)}
+    output = subprocess.DEVNULL if quiet else None
+    server = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"{command} exited with {server.returncode}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).is_success:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command} did not become ready within 60 s")
+            time.sleep(0.2)
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
