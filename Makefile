@@ -11,7 +11,7 @@ CODEGEN = PYTHONWARNINGS=ignore::FutureWarning $(BIN)/fastapi-codegen --input $(
 	--model-template-dir $(CURDIR)/$(TEMPLATES)/models --custom-visitor $(TEMPLATES)/visitor.py \
 	--disable-timestamp --strict-nullable --python-version 3.11
 
-.PHONY: help install lock generate check-generated migrate run test lint typecheck fuzz bench clean
+.PHONY: help install lock generate check-generated migrate run test lint fuzz bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
