@@ -3,12 +3,14 @@
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.config import Settings
 from app.embedded import start_embedded_postgres
 from app.main import create_app
 from app.migrate import upgrade
@@ -52,6 +54,18 @@ def _with_state(app: FastAPI, state: dict[str, Any]) -> Any:
         await app(scope, receive, send)
 
     return asgi
+
+
+@asynccontextmanager
+async def serving(
+    database_url: str, settings: Settings | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for an app of its own, its lifespan running for the duration."""
+    application = create_app(settings, database_url=database_url)
+    async with application.router.lifespan_context(application) as state:
+        transport = httpx.ASGITransport(app=_with_state(application, dict(state or {})))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
 
 
 async def create_task(

@@ -14,8 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from app.config import Settings
-from app.main import create_app
-from tests.conftest import _with_state, truncate
+from tests.conftest import serving, truncate
 from tests.databases import connect
 from tests.jwks import AUDIENCE, ISSUER, JWKSServer, SigningKey, claims, serve_jwks
 from tests.servers import SERVICE, free_port, running
@@ -36,11 +35,8 @@ def jwks() -> Iterator[JWKSServer]:
 
 async def _client(settings: Settings, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     await truncate(database_url)
-    app = create_app(settings, database_url=database_url)
-    async with app.router.lifespan_context(app) as state:
-        transport = httpx.ASGITransport(app=_with_state(app, dict(state or {})))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
+    async with serving(database_url, settings) as client:
+        yield client
 
 
 @pytest.fixture

@@ -9,23 +9,13 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.main import create_app
 from app.tasks import GET, LIST
-from tests.conftest import _with_state, create_task
+from tests.conftest import create_task, serving
 from tests.databases import connect
 
 
-async def _client_for(database_url: str, settings: Settings | None = None) -> Any:
-    application = create_app(settings, database_url=database_url)
-    lifespan = application.router.lifespan_context(application)
-    state = dict(await lifespan.__aenter__() or {})
-    transport = httpx.ASGITransport(app=_with_state(application, state))
-    return lifespan, httpx.AsyncClient(transport=transport, base_url="http://testserver")
-
-
 async def test_database_down_is_503_with_retry_after_and_health_stays_up() -> None:
-    lifespan, client = await _client_for("postgresql://postgres@127.0.0.1:1/nothing")
-    try:
+    async with serving("postgresql://postgres@127.0.0.1:1/nothing") as client:
         assert (await client.get("/health")).status_code == 200
         for response in (
             await client.get("/ready"),
@@ -36,20 +26,13 @@ async def test_database_down_is_503_with_retry_after_and_health_stays_up() -> No
             assert response.headers["retry-after"] == "2"
             assert response.headers["content-type"] == "application/problem+json"
             assert "127.0.0.1" not in response.text
-    finally:
-        await client.aclose()
-        await lifespan.__aexit__(None, None, None)
 
 
 async def test_tasks_survive_a_restart(client: httpx.AsyncClient, database_url: str) -> None:
     task = await create_task(client)
-    lifespan, restarted = await _client_for(database_url)
-    try:
+    async with serving(database_url) as restarted:
         response = await restarted.get(f"/users/alice/tasks/{task['id']}")
         assert response.json() == task
-    finally:
-        await restarted.aclose()
-        await lifespan.__aexit__(None, None, None)
 
 
 async def test_every_operation_is_one_statement(
@@ -114,13 +97,9 @@ async def test_cors_allows_only_configured_origins(database_url: str) -> None:
     preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
     configured = Settings(cors_origins="https://app.example", _env_file=None)
     for settings, allowed in ((configured, True), (Settings(_env_file=None), False)):
-        lifespan, client = await _client_for(database_url, settings)
-        try:
+        async with serving(database_url, settings) as client:
             response = await client.options("/users/alice/tasks", headers=preflight)
             assert ("access-control-allow-origin" in response.headers) is allowed
             other = await client.get("/health", headers={"Origin": "https://evil.example"})
             assert "access-control-allow-origin" not in other.headers
-        finally:
-            await client.aclose()
-            await lifespan.__aexit__(None, None, None)
     assert response.status_code == 405  # without CORS, OPTIONS is not an operation
