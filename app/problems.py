@@ -19,6 +19,16 @@ logger = logging.getLogger("app.errors")
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "2"
 
+# RFC 9110's names where Python's HTTPStatus still has the older RFC 7231 ones.
+_TITLES = {
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "Content Too Large",
+    HTTPStatus.UNPROCESSABLE_ENTITY: "Unprocessable Content",
+}
+
+
+def title(status: int) -> str:
+    return _TITLES.get(HTTPStatus(status), HTTPStatus(status).phrase)
+
 
 class DomainError(Exception):
     status = HTTPStatus.INTERNAL_SERVER_ERROR
@@ -53,9 +63,7 @@ class Forbidden(DomainError):
 def problem_response(
     status: int, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = Problem(
-        type="about:blank", title=HTTPStatus(status).phrase, status=status, detail=detail
-    )
+    body = Problem(type="about:blank", title=title(status), status=status, detail=detail)
     return JSONResponse(
         body.model_dump(), status_code=status, headers=headers, media_type=PROBLEM_JSON
     )
@@ -77,7 +85,7 @@ async def _validation_failed(request: Request, exc: Exception) -> Response:
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     body = ValidationProblem(
         type="about:blank",
-        title=status.phrase,
+        title=title(status),
         status=status,
         detail="The request does not match the contract.",
         errors=[_field_error(error) for error in exc.errors()],

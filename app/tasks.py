@@ -13,7 +13,7 @@ from app.db import Database
 from app.pagination import decode_cursor, encode_cursor
 from app.problems import TaskNotFound
 from generated.handlers import OperationHandlers
-from generated.models import CompletedFilter, Health, Status, Task, TaskInput, TaskPatch
+from generated.models import Health, Status, Task, TaskInput, TaskPatch
 
 COLUMNS = "id, user_id, title, description, is_completed, completed_at, created_at, updated_at"
 
@@ -93,6 +93,11 @@ LIST = {
 }
 
 
+def _completed(body: TaskInput) -> bool:
+    """A TaskInput that leaves is_completed out describes an open task."""
+    return body.is_completed is True
+
+
 def _json(body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
@@ -114,12 +119,12 @@ class TaskHandlers(OperationHandlers):
         *,
         limit: int,
         cursor: str | None,
-        completed: CompletedFilter | None,
+        completed: bool | None,
         user_id: str,
     ) -> list[Task] | Response:
         args: list[object] = [user_id, limit + 1]
         if completed is not None:
-            args.append(completed is CompletedFilter.true)
+            args.append(completed)
         if cursor is not None:
             args.extend(decode_cursor(cursor))
         query = LIST[completed is not None, cursor is not None]
@@ -129,14 +134,14 @@ class TaskHandlers(OperationHandlers):
             last = rows[limit - 1]
             params = f"limit={limit}&cursor={encode_cursor(last[1], last[2])}"
             if completed is not None:
-                params += f"&completed={completed.value}"
+                params += f"&completed={'true' if completed else 'false'}"
             headers = {"Link": f'</users/{user_id}/tasks?{params}>; rel="next"'}
             rows = rows[:limit]
         return _json(f"[{','.join(row[0] for row in rows)}]", headers=headers)
 
     async def create_task(self, *, user_id: str, body: TaskInput) -> Task | Response:
         row = await self.database.fetchrow(
-            CREATE, user_id, body.title, body.description, body.is_completed, self.email
+            CREATE, user_id, body.title, body.description, _completed(body), self.email
         )
         assert row is not None
         return _json(row[0], 201, {"Location": f"/users/{user_id}/tasks/{row[1]}"})
@@ -148,7 +153,7 @@ class TaskHandlers(OperationHandlers):
         self, *, user_id: str, task_id: UUID, body: TaskInput
     ) -> Task | Response:
         return await self._one(
-            REPLACE, user_id, task_id, body.title, body.description, body.is_completed
+            REPLACE, user_id, task_id, body.title, body.description, _completed(body)
         )
 
     async def update_task(self, *, user_id: str, task_id: UUID, body: TaskPatch) -> Task | Response:

@@ -12,15 +12,7 @@ from uuid import UUID
 from fastapi import Response
 from pydantic import conint, constr
 
-from .models import (
-    CompletedFilter,
-    Health,
-    Problem,
-    Task,
-    TaskInput,
-    TaskPatch,
-    ValidationProblem,
-)
+from .models import Health, Problem, Task, TaskInput, TaskPatch, ValidationProblem
 
 
 class OperationHandlers(ABC):
@@ -48,7 +40,7 @@ class OperationHandlers(ABC):
         *,
         limit: int,
         cursor: str | None,
-        completed: CompletedFilter | None,
+        completed: bool | None,
         user_id: str,
     ) -> List[Task] | Response:
         """GET /users/{user_id}/tasks: List a user's tasks."""

@@ -10,11 +10,6 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, conint, constr
 
 
-class CompletedFilter(StrEnum):
-    true = 'true'
-    false = 'false'
-
-
 class TaskInput(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -32,7 +27,9 @@ class TaskInput(BaseModel):
         description='Free-form details, or null. No NUL characters.',
         examples=['Two litres, semi-skimmed.'],
     )
-    is_completed: bool = Field(False, description='Whether the task is done.')
+    is_completed: bool = Field(
+        None, description='Whether the task is done; false when left out.'
+    )
 
 
 class TaskPatch(BaseModel):

@@ -5,22 +5,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Union
+from typing import Annotated, Any, Callable, List, Optional, Union
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import conint, constr
+from pydantic import PlainValidator, conint, constr
+from pydantic_core import PydanticCustomError
 
 from .handlers import OperationHandlers
-from .models import (
-    CompletedFilter,
-    Health,
-    Problem,
-    Task,
-    TaskInput,
-    TaskPatch,
-    ValidationProblem,
-)
+from .models import Health, Problem, Task, TaskInput, TaskPatch, ValidationProblem
 
 SECURED_OPERATION_IDS = frozenset(
     {
@@ -33,6 +26,18 @@ SECURED_OPERATION_IDS = frozenset(
         'toggleTaskCompletion',
     }
 )
+
+
+def _query_boolean(value: object) -> bool:
+    """A boolean query parameter is exactly `true` or `false`: no 1, yes, on or True."""
+    if value == 'true':
+        return True
+    if value == 'false':
+        return False
+    raise PydanticCustomError('bool_parsing', "Input should be 'true' or 'false'")
+
+
+QueryBoolean = Annotated[bool, PlainValidator(_query_boolean)]
 
 OPERATION_IDS = (
     'getHealth',
@@ -120,7 +125,7 @@ def create_router(
         cursor: Optional[
             constr(pattern=r'^[A-Za-z0-9_-]{32}$', min_length=32, max_length=32)
         ] = None,
-        completed: Optional[CompletedFilter] = None,
+        completed: Optional[QueryBoolean] = None,
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         handlers: OperationHandlers = Depends(get_handlers),
     ) -> List[Task] | Response:

@@ -55,6 +55,17 @@ async def test_invalid_create_is_422_and_stores_nothing(
     assert await _task_count(client) == 0
 
 
+async def test_problem_titles_are_rfc_9110s(client: httpx.AsyncClient) -> None:
+    invalid = await client.post("/users/alice/tasks", json={"title": ""})
+    assert _assert_problem(invalid, 422)["title"] == "Unprocessable Content"
+    too_large = await client.post(
+        "/users/alice/tasks",
+        content=b'{"title": "' + b"x" * (64 * 1024) + b'"}',
+        headers={"content-type": "application/json"},
+    )
+    assert _assert_problem(too_large, 413)["title"] == "Content Too Large"
+
+
 async def test_bounds_are_inclusive(client: httpx.AsyncClient) -> None:
     task = await create_task(client, title="x" * 200, description="y" * 1000)
     assert len(task["title"]) == 200
@@ -155,7 +166,12 @@ async def test_invalid_update_changes_nothing(client: httpx.AsyncClient) -> None
         ("/users/alice/tasks?limit=9223372036854775808", "limit", "query"),
         ("/users/alice/tasks?limit=ten", "limit", "query"),
         ("/users/alice/tasks?completed=1", "completed", "query"),
+        ("/users/alice/tasks?completed=0", "completed", "query"),
         ("/users/alice/tasks?completed=yes", "completed", "query"),
+        ("/users/alice/tasks?completed=on", "completed", "query"),
+        ("/users/alice/tasks?completed=True", "completed", "query"),
+        ("/users/alice/tasks?completed=FALSE", "completed", "query"),
+        ("/users/alice/tasks?completed=", "completed", "query"),
     ],
 )
 async def test_bad_parameters_are_422(
@@ -164,6 +180,13 @@ async def test_bad_parameters_are_422(
     problem = _assert_problem(await client.get(url), 422)
     assert {"location": location, "field": field} in [
         {"location": error["location"], "field": error["field"]} for error in problem["errors"]
+    ]
+
+
+async def test_completed_is_spelled_true_or_false(client: httpx.AsyncClient) -> None:
+    problem = _assert_problem(await client.get("/users/alice/tasks?completed=1"), 422)
+    assert problem["errors"] == [
+        {"location": "query", "field": "completed", "message": "Input should be 'true' or 'false'"}
     ]
 
 
