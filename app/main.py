@@ -4,48 +4,25 @@ import gc
 import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_swagger_ui_html
-from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from app.auth import Authenticator, Principal, authorize
 from app.config import Settings, get_settings
+from app.contract import Contract
 from app.db import Database, create_pool
 from app.middleware import AccessLog, BodyGuard
 from app.problems import install_problem_handlers
 from app.tasks import TaskHandlers
 from generated.router import create_router
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "task-operations.yaml"
-
 
 async def get_handlers(request: Request) -> TaskHandlers:
     principal: Principal | None = getattr(request.state, "principal", None)
     return TaskHandlers(request.state.database, email=principal.email if principal else None)
-
-
-def _contract_routes(app: FastAPI) -> None:
-    """/docs shows the contract file itself, which is also served as YAML and JSON."""
-    spec_text = SPEC_PATH.read_text(encoding="utf-8")
-    spec: dict[str, Any] = yaml.safe_load(spec_text)
-
-    @app.get("/openapi.yaml", include_in_schema=False)
-    async def contract_yaml() -> Response:
-        return Response(spec_text, media_type="application/yaml")
-
-    @app.get("/openapi.json", include_in_schema=False)
-    async def contract_json() -> Response:
-        return JSONResponse(spec)
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=spec["info"]["title"])
 
 
 def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
@@ -78,16 +55,23 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     create_router(get_handlers, authorize if jwt_mode else None, router=app.router)
-    _contract_routes(app)
+    contract = Contract()
+    contract.install_routes(app)
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)
     if settings.cors_origins:
+        # Browsers may send and read every header that the contract declares.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["Location", "Link", "X-Request-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-Request-ID",
+                *contract.request_headers(),
+            ],
+            expose_headers=[*contract.response_headers(), "X-Request-ID"],
         )
     app.add_middleware(AccessLog)
     return app
