@@ -1,5 +1,6 @@
 """Servers started as separate processes, the way they are deployed, for the tests and tooling."""
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -10,6 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from app.embedded import start_embedded_postgres
+from tests.databases import recreate_database
+from tests.jwks import AUDIENCE, ISSUER, SigningKey, claims, serve_jwks
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE = (sys.executable, "-m", "app", "serve")
@@ -52,3 +57,35 @@ def running(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def database_server_url() -> str:
+    """The PostgreSQL server for tooling runs: TEST_DATABASE_URL's, or the embedded one."""
+    return os.environ.get("TEST_DATABASE_URL") or start_embedded_postgres("test-postgres")
+
+
+@contextmanager
+def service(
+    database: str, env: dict[str, str] | None = None, *, quiet: bool = False
+) -> Iterator[str]:
+    """The service on a free port over a fresh database called `database`; yields its base URL."""
+    database_url = asyncio.run(recreate_database(database_server_url(), database))
+    port = free_port()
+    environment = {"DATABASE_URL": database_url, **(env or {})}
+    environment.setdefault("LOG_LEVEL", os.environ.get("LOG_LEVEL", "warning"))
+    with running(SERVICE, environment, port, quiet=quiet):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def jwt_mode(user_id: str) -> Iterator[tuple[dict[str, str], str]]:
+    """AUTH_MODE=jwt settings with a local JWKS server, and a real EdDSA token for user_id."""
+    key = SigningKey.generate("local-key", "EdDSA")
+    with serve_jwks(key) as jwks:
+        env = {
+            "AUTH_MODE": "jwt",
+            "JWKS_URL": jwks.url,
+            "JWT_ISSUER": ISSUER,
+            "JWT_AUDIENCE": AUDIENCE,
+        }
+        yield env, key.sign(claims(user_id))

@@ -1,0 +1,107 @@
+// The frontend's whole flow with openapi-fetch over the committed openapi-typescript types,
+// written as a frontend developer would. `make smoke` runs it against a live service:
+//   BASE_URL=http://127.0.0.1:8000 TOKEN=<jwt for USER_ID> USER_ID=alice node dist/flows/openapi-fetch.js
+import createClient from "openapi-fetch";
+
+import type { components, paths } from "../../generated/task-operations";
+
+type Task = components["schemas"]["Task"];
+
+const baseUrl = process.env.BASE_URL ?? "http://127.0.0.1:8000";
+const userId = process.env.USER_ID ?? "alice";
+const headers: Record<string, string> = process.env.TOKEN
+  ? { Authorization: `Bearer ${process.env.TOKEN}` }
+  : {};
+
+const client = createClient<paths>({ baseUrl, headers });
+const path = { user_id: userId };
+
+function check(condition: unknown, message: string): asserts condition {
+  if (!condition) {
+    throw new Error(`smoke: ${message}`);
+  }
+}
+
+// Create with only a title: the rest takes its initial value.
+const created = await client.POST("/users/{user_id}/tasks", {
+  params: { path },
+  body: { title: "Buy milk" },
+});
+check(created.data, `create answered ${created.response.status}`);
+const milk: Task = created.data;
+check(milk.is_completed === false && milk.completed_at === null, "a new task is open");
+check(created.response.headers.get("Location") === `/users/${userId}/tasks/${milk.id}`, "Location");
+
+for (const title of ["Walk the dog", "Water the plants"]) {
+  const more = await client.POST("/users/{user_id}/tasks", {
+    params: { path },
+    body: { title, description: `${title}, today`, is_completed: true },
+  });
+  check(more.response.status === 201, "create a completed task");
+}
+
+// List with a filter, one task a page, following Link until it is absent.
+const done: Task[] = [];
+let page = await client.GET("/users/{user_id}/tasks", {
+  params: { path, query: { completed: true, limit: 1 } },
+});
+for (;;) {
+  check(page.data, `list answered ${page.response.status}`);
+  done.push(...page.data);
+  const link = page.response.headers.get("Link");
+  const next = link?.match(/^<([^>]+)>; rel="next"$/)?.[1];
+  if (next === undefined) {
+    break;
+  }
+  // Link is relative to the API's base URL; its query carries the filter and the cursor.
+  const query = Object.fromEntries(new URL(next, baseUrl).searchParams);
+  page = await client.GET("/users/{user_id}/tasks", {
+    params: {
+      path,
+      query: {
+        completed: query.completed === "true",
+        limit: Number(query.limit),
+        cursor: query.cursor,
+      },
+    },
+  });
+}
+check(done.length === 2 && done.every((task) => task.is_completed), "two completed tasks");
+const first = done[0];
+check(first !== undefined && first.title === "Walk the dog", "in creation order");
+
+// Patch some fields; null clears the description.
+const patched = await client.PATCH("/users/{user_id}/tasks/{task_id}", {
+  params: { path: { ...path, task_id: first.id } },
+  body: { title: "Walk the dog twice", description: null },
+});
+check(patched.data?.title === "Walk the dog twice" && patched.data.description === null, "patch");
+
+// Toggle completion.
+const toggled = await client.PATCH("/users/{user_id}/tasks/{task_id}/complete", {
+  params: { path: { ...path, task_id: milk.id } },
+});
+check(toggled.data?.is_completed === true && toggled.data.completed_at !== null, "toggle");
+
+// Delete, then read the 404 as a typed problem.
+const deleted = await client.DELETE("/users/{user_id}/tasks/{task_id}", {
+  params: { path: { ...path, task_id: milk.id } },
+});
+check(deleted.response.status === 204, `delete answered ${deleted.response.status}`);
+const gone = await client.GET("/users/{user_id}/tasks/{task_id}", {
+  params: { path: { ...path, task_id: milk.id } },
+});
+check(gone.error?.status === 404 && gone.error.title === "Not Found", "404 problem");
+check(gone.response.headers.get("Content-Type") === "application/problem+json", "problem+json");
+
+// A 422 names each offending field.
+const invalid = await client.POST("/users/{user_id}/tasks", {
+  params: { path },
+  body: { title: "" },
+});
+const problem = invalid.error;
+check(problem !== undefined && "errors" in problem, `422 expected, got ${invalid.response.status}`);
+check(problem.title === "Unprocessable Content", "RFC 9110's title");
+check(problem.errors[0]?.field === "title" && problem.errors[0].location === "body", "field");
+
+console.log(`smoke: the openapi-fetch flow passed against ${baseUrl}`);
