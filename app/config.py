@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     db_idle_lifetime: float = Field(default=240.0, gt=0)
     db_statement_cache: bool = True
 
+    require_if_match: bool = False
+    idempotency_ttl: float = Field(default=24 * 3600.0, gt=0, le=30 * 24 * 3600)
+
     auth_mode: Literal["none", "jwt"] = "none"
     jwks_url: str | None = None
     jwt_secret: SecretStr | None = None

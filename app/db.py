@@ -5,6 +5,8 @@ multi-statement unit of work to hold a connection for, and no BEGIN/COMMIT round
 """
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 
@@ -83,5 +85,15 @@ class Database:
         try:
             rows: list[asyncpg.Record] = await connection.fetch(query, *args)
             return rows
+        finally:
+            await self._release(connection)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """One explicit transaction, for the operations that need more than one statement."""
+        connection = await self._acquire()
+        try:
+            async with connection.transaction():
+                yield connection
         finally:
             await self._release(connection)

@@ -16,13 +16,17 @@ from app.contract import Contract
 from app.db import Database, create_pool
 from app.middleware import AccessLog, BodyGuard
 from app.problems import install_problem_handlers
-from app.tasks import TaskHandlers
+from app.tasks import Policy, TaskHandlers
 from generated.router import create_router
 
 
 async def get_handlers(request: Request) -> TaskHandlers:
     principal: Principal | None = getattr(request.state, "principal", None)
-    return TaskHandlers(request.state.database, email=principal.email if principal else None)
+    return TaskHandlers(
+        request.state.database,
+        request.state.policy,
+        email=principal.email if principal else None,
+    )
 
 
 def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
@@ -35,6 +39,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         raise TypeError(f"TaskHandlers does not implement: {missing}")
 
     jwt_mode = settings.auth_mode == "jwt"
+    policy = Policy(
+        require_if_match=settings.require_if_match, idempotency_ttl=settings.idempotency_ttl
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -47,6 +54,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         try:
             yield {
                 "database": Database(pool, settings.db_pool_size, settings.db_pool_timeout),
+                "policy": policy,
                 "authenticator": authenticator,
             }
         finally:

@@ -34,11 +34,56 @@ class DomainError(Exception):
     status = HTTPStatus.INTERNAL_SERVER_ERROR
     detail = "The server could not complete the request."
     headers: dict[str, str] | None = None
+    errors: list[FieldError] | None = None  # a 422 names the offending fields
 
 
 class TaskNotFound(DomainError):
     status = HTTPStatus.NOT_FOUND
     detail = "Task not found."
+
+
+class PreconditionFailed(DomainError):
+    status = HTTPStatus.PRECONDITION_FAILED
+    detail = "The task has changed since the version named in If-Match."
+
+
+class MalformedPrecondition(DomainError):
+    """RFC 9110: a precondition that cannot be read makes a malformed request."""
+
+    status = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, header: str) -> None:
+        super().__init__()
+        self.detail = f"{header} must be * or a comma-separated list of entity tags."
+
+
+class PreconditionRequired(DomainError):
+    status = HTTPStatus.PRECONDITION_REQUIRED
+    detail = "Send If-Match with the task's ETag (or *) to change it."
+
+
+class IdempotencyKeyInUse(DomainError):
+    status = HTTPStatus.CONFLICT
+    detail = "A request with this Idempotency-Key is still being processed; retry shortly."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headers = {"Retry-After": "1"}
+
+
+class IdempotencyKeyReused(DomainError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    detail = "The request does not match the contract."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors = [
+            FieldError(
+                location=Location.header,
+                field="Idempotency-Key",
+                message="This key was used before with a different request body.",
+            )
+        ]
 
 
 class Unauthorized(DomainError):
@@ -80,17 +125,21 @@ def _field_error(error: dict[str, Any]) -> FieldError:
     )
 
 
-async def _validation_failed(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+def _validation_problem(errors: list[FieldError]) -> JSONResponse:
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     body = ValidationProblem(
         type="about:blank",
         title=title(status),
         status=status,
         detail="The request does not match the contract.",
-        errors=[_field_error(error) for error in exc.errors()],
+        errors=errors,
     )
     return JSONResponse(body.model_dump(), status_code=status, media_type=PROBLEM_JSON)
+
+
+async def _validation_failed(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return _validation_problem([_field_error(error) for error in exc.errors()])
 
 
 def _allowed_methods(request: Request) -> str:
@@ -117,6 +166,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
+    if exc.errors:
+        return _validation_problem(exc.errors)
     return problem_response(exc.status, exc.detail, exc.headers)
 
 

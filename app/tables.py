@@ -4,13 +4,17 @@ from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
     Index,
+    LargeBinary,
+    SmallInteger,
     String,
+    Text,
     Uuid,
     text,
 )
@@ -67,3 +71,23 @@ class Task(SQLModel, table=True):
     updated_at: datetime = Field(
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
     )
+    # Moves by one in the statement that changes the task: the task's entity tag.
+    version: int = Field(sa_column=Column(BigInteger, nullable=False, server_default=text("1")))
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """The first answer to a create that carried an Idempotency-Key, kept for replays."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("idempotency_keys_expires_at", "expires_at"),)
+
+    user_id: str = Field(
+        sa_column=Column(String(64), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    )
+    key: str = Field(sa_column=Column(String(255), primary_key=True))
+    fingerprint: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    location: str = Field(sa_column=Column(String(256), nullable=False))
+    etag: str = Field(sa_column=Column(String(64), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

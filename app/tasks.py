@@ -1,17 +1,24 @@
-"""The contract's operations over PostgreSQL, one SQL statement each.
+"""The contract's operations over PostgreSQL, one SQL statement each (a create with an
+Idempotency-Key is the one exception: see app/idempotency.py).
 
 Every statement names the owner (`WHERE user_id = $1 AND id = $2`): a task of another user is
 indistinguishable from one that does not exist. PostgreSQL renders each task as the contract's
 JSON, which goes out as it is: no task is decoded into Python fields and encoded again.
 """
 
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import NamedTuple
 from uuid import UUID
 
+import asyncpg
 from starlette.responses import Response
 
 from app.db import Database
+from app.idempotency import Answer, create_once, fingerprint
 from app.pagination import decode_cursor, encode_cursor
-from app.problems import TaskNotFound
+from app.preconditions import etag, not_modified, writable_versions
+from app.problems import PreconditionFailed, TaskNotFound
 from generated.handlers import OperationHandlers
 from generated.models import Health, Status, Task, TaskInput, TaskPatch
 
@@ -32,39 +39,77 @@ COMPLETED_AT = (
     "CASE WHEN {flag} THEN coalesce(CASE WHEN is_completed THEN completed_at END, now()) END"
 )
 
-GET = f"SELECT {TASK_JSON} FROM tasks WHERE user_id = $1 AND id = $2"
+# A write that changes the task moves updated_at and the version, its entity tag, together.
+CHANGED = f"updated_at = {NEXT_UPDATED_AT}, version = version + 1"
+# Where a conditional write adds "AND version = ANY($n)".
+GUARD = "{guard}"
+
+GET = f"SELECT {TASK_JSON}, version FROM tasks WHERE user_id = $1 AND id = $2"
 
 CREATE = f"""
 WITH owner AS (INSERT INTO users (id, email) VALUES ($1, $5) ON CONFLICT (id) DO NOTHING)
 INSERT INTO tasks (user_id, title, description, is_completed, completed_at)
 VALUES ($1, $2, $3, $4, CASE WHEN $4 THEN now() END)
-RETURNING {TASK_JSON}, id"""
+RETURNING {TASK_JSON}, version, id"""
 
-REPLACE = f"""
+
+class Write(NamedTuple):
+    """A write statement as it is, and guarded by If-Match.
+
+    The guarded one changes the task only when its version is one of the last parameter, in the
+    same statement (so two writers holding one entity tag cannot both succeed), and adds whether
+    the task exists at all, which tells a 412 from a 404.
+    """
+
+    plain: str
+    guarded: str
+
+
+def _write(statement: str, arity: int) -> Write:
+    guarded = statement.replace(GUARD, f" AND version = ANY(${arity + 1}::bigint[])")
+    return Write(
+        plain=statement.replace(GUARD, ""),
+        guarded=f"""
+WITH existing AS (SELECT FROM tasks WHERE user_id = $1 AND id = $2),
+written AS ({guarded})
+SELECT written.*, EXISTS (SELECT FROM existing) FROM (SELECT) AS one LEFT JOIN written ON true""",
+    )
+
+
+REPLACE = _write(
+    f"""
 UPDATE tasks SET title = $3, description = $4, is_completed = $5,
-    completed_at = {COMPLETED_AT.format(flag="$5")}, updated_at = {NEXT_UPDATED_AT}
-WHERE user_id = $1 AND id = $2
-RETURNING {TASK_JSON}"""
+    completed_at = {COMPLETED_AT.format(flag="$5")}, {CHANGED}
+WHERE user_id = $1 AND id = $2{GUARD}
+RETURNING {TASK_JSON}, version""",
+    arity=5,
+)
 
 # $3, $5, $7 say whether title, description and is_completed were given; $4, $6, $8 are them.
-UPDATE = f"""
+UPDATE = _write(
+    f"""
 UPDATE tasks SET
     title = CASE WHEN $3 THEN $4::varchar ELSE title END,
     description = CASE WHEN $5 THEN $6::varchar ELSE description END,
     is_completed = CASE WHEN $7 THEN $8::boolean ELSE is_completed END,
     completed_at = CASE WHEN $7 THEN {COMPLETED_AT.format(flag="$8")} ELSE completed_at END,
-    updated_at = {NEXT_UPDATED_AT}
-WHERE user_id = $1 AND id = $2
-RETURNING {TASK_JSON}"""
+    {CHANGED}
+WHERE user_id = $1 AND id = $2{GUARD}
+RETURNING {TASK_JSON}, version""",
+    arity=8,
+)
 
-TOGGLE = f"""
+TOGGLE = _write(
+    f"""
 UPDATE tasks SET is_completed = NOT is_completed,
     completed_at = CASE WHEN is_completed THEN NULL ELSE now() END,
-    updated_at = {NEXT_UPDATED_AT}
-WHERE user_id = $1 AND id = $2
-RETURNING {TASK_JSON}"""
+    {CHANGED}
+WHERE user_id = $1 AND id = $2{GUARD}
+RETURNING {TASK_JSON}, version""",
+    arity=2,
+)
 
-DELETE = "DELETE FROM tasks WHERE user_id = $1 AND id = $2 RETURNING id"
+DELETE = _write(f"DELETE FROM tasks WHERE user_id = $1 AND id = $2{GUARD} RETURNING id", arity=2)
 
 
 def _list_query(*, filtered: bool, after_cursor: bool) -> str:
@@ -98,13 +143,29 @@ def _completed(body: TaskInput) -> bool:
     return body.is_completed is True
 
 
+def _task(row: asyncpg.Record) -> Response:
+    """One task's answer: its JSON, and its version as the entity tag."""
+    return _json(row[0], headers={"ETag": etag(row[1])})
+
+
 def _json(body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a deployment decides about writes."""
+
+    require_if_match: bool = False
+    idempotency_ttl: float = 24 * 3600.0
+
+
 class TaskHandlers(OperationHandlers):
-    def __init__(self, database: Database, *, email: str | None = None) -> None:
+    def __init__(
+        self, database: Database, policy: Policy = Policy(), *, email: str | None = None
+    ) -> None:
         self.database = database
+        self.policy = policy
         self.email = email  # the owner's, from the token; stored when the user row is created
 
     async def get_health(self) -> Health:
@@ -139,29 +200,62 @@ class TaskHandlers(OperationHandlers):
             rows = rows[:limit]
         return _json(f"[{','.join(row[0] for row in rows)}]", headers=headers)
 
-    async def create_task(self, *, user_id: str, body: TaskInput) -> Task | Response:
-        row = await self.database.fetchrow(
-            CREATE, user_id, body.title, body.description, _completed(body), self.email
-        )
-        assert row is not None
-        return _json(row[0], 201, {"Location": f"/users/{user_id}/tasks/{row[1]}"})
+    async def create_task(
+        self, *, idempotency_key: str | None, user_id: str, body: TaskInput
+    ) -> Task | Response:
+        values = (body.title, body.description, _completed(body))
 
-    async def get_task(self, *, user_id: str, task_id: UUID) -> Task | Response:
-        return await self._one(GET, user_id, task_id)
+        async def create(connection: asyncpg.Connection) -> Answer:
+            row = await connection.fetchrow(CREATE, user_id, *values, self.email)
+            return Answer(201, row[0], f"/users/{user_id}/tasks/{row[2]}", etag(row[1]))
+
+        if idempotency_key is None:
+            answer, replayed = await create(self.database), False
+        else:
+            answer, replayed = await create_once(
+                self.database,
+                user_id=user_id,
+                key=idempotency_key,
+                request=fingerprint(*values),
+                ttl=self.policy.idempotency_ttl,
+                create=create,
+            )
+        headers = {"Location": answer.location, "ETag": answer.etag}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return _json(answer.body, answer.status, headers)
+
+    async def get_task(
+        self, *, if_none_match: str | None, user_id: str, task_id: UUID
+    ) -> Task | Response:
+        row = await self._read(user_id, task_id)
+        current = etag(row[1])
+        if not_modified(if_none_match, current):
+            return Response(status_code=HTTPStatus.NOT_MODIFIED, headers={"ETag": current})
+        return _task(row)
 
     async def replace_task(
-        self, *, user_id: str, task_id: UUID, body: TaskInput
+        self, *, if_match: str | None, user_id: str, task_id: UUID, body: TaskInput
     ) -> Task | Response:
-        return await self._one(
-            REPLACE, user_id, task_id, body.title, body.description, _completed(body)
+        return _task(
+            await self._write(
+                REPLACE, if_match, user_id, task_id, body.title, body.description, _completed(body)
+            )
         )
 
-    async def update_task(self, *, user_id: str, task_id: UUID, body: TaskPatch) -> Task | Response:
+    async def update_task(
+        self, *, if_match: str | None, user_id: str, task_id: UUID, body: TaskPatch
+    ) -> Task | Response:
         given = body.model_fields_set
-        if not given:
-            return await self._one(GET, user_id, task_id)
-        return await self._one(
+        if not given:  # nothing to change: the task as it is, if the precondition holds
+            versions = writable_versions(if_match, required=self.policy.require_if_match)
+            row = await self._read(user_id, task_id)
+            if versions is not None and row[1] not in versions:
+                raise PreconditionFailed
+            return _task(row)
+        row = await self._write(
             UPDATE,
+            if_match,
             user_id,
             task_id,
             "title" in given,
@@ -171,17 +265,32 @@ class TaskHandlers(OperationHandlers):
             "is_completed" in given,
             body.is_completed,
         )
+        return _task(row)
 
-    async def delete_task(self, *, user_id: str, task_id: UUID) -> None:
-        if await self.database.fetchval(DELETE, user_id, task_id) is None:
+    async def delete_task(self, *, if_match: str | None, user_id: str, task_id: UUID) -> None:
+        await self._write(DELETE, if_match, user_id, task_id)
+
+    async def toggle_task_completion(
+        self, *, if_match: str | None, user_id: str, task_id: UUID
+    ) -> Task | Response:
+        return _task(await self._write(TOGGLE, if_match, user_id, task_id))
+
+    async def _read(self, user_id: str, task_id: UUID) -> asyncpg.Record:
+        row = await self.database.fetchrow(GET, user_id, task_id)
+        if row is None:
             raise TaskNotFound
+        return row
 
-    async def toggle_task_completion(self, *, user_id: str, task_id: UUID) -> Task | Response:
-        return await self._one(TOGGLE, user_id, task_id)
-
-    async def _one(self, query: str, *args: object) -> Response:
-        task = await self.database.fetchval(query, *args)
-        if task is None:
-            raise TaskNotFound
-        assert isinstance(task, str)
-        return _json(task)
+    async def _write(self, write: Write, if_match: str | None, *args: object) -> asyncpg.Record:
+        """One write statement, guarded by If-Match when the request has one."""
+        versions = writable_versions(if_match, required=self.policy.require_if_match)
+        if versions is None:
+            row = await self.database.fetchrow(write.plain, *args)
+            if row is None:
+                raise TaskNotFound
+            return row
+        row = await self.database.fetchrow(write.guarded, *args, versions)
+        assert row is not None  # the guarded statement always answers one row
+        if row[0] is None:
+            raise PreconditionFailed if row[-1] else TaskNotFound
+        return row

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from typing import List, Optional, Union
 from uuid import UUID
 
-from fastapi import Response
+from fastapi import Header, Response
 from pydantic import conint, constr
 
 from .models import Health, Problem, Task, TaskInput, TaskPatch, ValidationProblem
@@ -49,6 +49,7 @@ class OperationHandlers(ABC):
     async def create_task(
         self,
         *,
+        idempotency_key: str | None,
         user_id: str,
         body: TaskInput,
     ) -> Task | Response:
@@ -58,6 +59,7 @@ class OperationHandlers(ABC):
     async def get_task(
         self,
         *,
+        if_none_match: str | None,
         user_id: str,
         task_id: UUID,
     ) -> Task | Response:
@@ -67,6 +69,7 @@ class OperationHandlers(ABC):
     async def replace_task(
         self,
         *,
+        if_match: str | None,
         user_id: str,
         task_id: UUID,
         body: TaskInput,
@@ -77,6 +80,7 @@ class OperationHandlers(ABC):
     async def update_task(
         self,
         *,
+        if_match: str | None,
         user_id: str,
         task_id: UUID,
         body: TaskPatch,
@@ -87,6 +91,7 @@ class OperationHandlers(ABC):
     async def delete_task(
         self,
         *,
+        if_match: str | None,
         user_id: str,
         task_id: UUID,
     ) -> None:
@@ -96,6 +101,7 @@ class OperationHandlers(ABC):
     async def toggle_task_completion(
         self,
         *,
+        if_match: str | None,
         user_id: str,
         task_id: UUID,
     ) -> Task | Response:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Callable, List, Optional, Union
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Header, Response
 from pydantic import PlainValidator, conint, constr
 from pydantic_core import PydanticCustomError
 
@@ -151,6 +151,9 @@ def create_router(
             '403': {
                 'model': Problem,
             },
+            '409': {
+                'model': Problem,
+            },
             '413': {
                 'model': Problem,
             },
@@ -170,11 +173,15 @@ def create_router(
     )
     async def create_task(
         *,
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
+        idempotency_key: Optional[
+            constr(pattern=r'^[\x21-\x7E]+$', min_length=1, max_length=255)
+        ] = Header(None, alias='Idempotency-Key'),
+        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         body: TaskInput = ...,
         handlers: OperationHandlers = Depends(get_handlers),
     ) -> Task | Response:
         return await handlers.create_task(
+            idempotency_key=idempotency_key,
             user_id=user_id,
             body=body,
         )
@@ -184,6 +191,9 @@ def create_router(
         operation_id='getTask',
         response_model=Task,
         responses={
+            '400': {
+                'model': Problem,
+            },
             '401': {
                 'model': Problem,
             },
@@ -206,11 +216,13 @@ def create_router(
     )
     async def get_task(
         *,
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
+        if_none_match: Optional[str] = Header(None, alias='If-None-Match'),
+        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
         handlers: OperationHandlers = Depends(get_handlers),
     ) -> Task | Response:
         return await handlers.get_task(
+            if_none_match=if_none_match,
             user_id=user_id,
             task_id=task_id,
         )
@@ -232,6 +244,9 @@ def create_router(
             '404': {
                 'model': Problem,
             },
+            '412': {
+                'model': Problem,
+            },
             '413': {
                 'model': Problem,
             },
@@ -240,6 +255,9 @@ def create_router(
             },
             '422': {
                 'model': ValidationProblem,
+            },
+            '428': {
+                'model': Problem,
             },
             '503': {
                 'model': Problem,
@@ -251,12 +269,14 @@ def create_router(
     )
     async def replace_task(
         *,
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
+        if_match: Optional[str] = Header(None, alias='If-Match'),
+        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
         body: TaskInput = ...,
         handlers: OperationHandlers = Depends(get_handlers),
     ) -> Task | Response:
         return await handlers.replace_task(
+            if_match=if_match,
             user_id=user_id,
             task_id=task_id,
             body=body,
@@ -279,6 +299,9 @@ def create_router(
             '404': {
                 'model': Problem,
             },
+            '412': {
+                'model': Problem,
+            },
             '413': {
                 'model': Problem,
             },
@@ -287,6 +310,9 @@ def create_router(
             },
             '422': {
                 'model': ValidationProblem,
+            },
+            '428': {
+                'model': Problem,
             },
             '503': {
                 'model': Problem,
@@ -298,12 +324,14 @@ def create_router(
     )
     async def update_task(
         *,
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
+        if_match: Optional[str] = Header(None, alias='If-Match'),
+        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
         body: TaskPatch = ...,
         handlers: OperationHandlers = Depends(get_handlers),
     ) -> Task | Response:
         return await handlers.update_task(
+            if_match=if_match,
             user_id=user_id,
             task_id=task_id,
             body=body,
@@ -315,6 +343,9 @@ def create_router(
         response_model=None,
         status_code=204,
         responses={
+            '400': {
+                'model': Problem,
+            },
             '401': {
                 'model': Problem,
             },
@@ -324,8 +355,14 @@ def create_router(
             '404': {
                 'model': Problem,
             },
+            '412': {
+                'model': Problem,
+            },
             '422': {
                 'model': ValidationProblem,
+            },
+            '428': {
+                'model': Problem,
             },
             '503': {
                 'model': Problem,
@@ -337,11 +374,13 @@ def create_router(
     )
     async def delete_task(
         *,
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
+        if_match: Optional[str] = Header(None, alias='If-Match'),
+        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
         handlers: OperationHandlers = Depends(get_handlers),
     ) -> None:
         return await handlers.delete_task(
+            if_match=if_match,
             user_id=user_id,
             task_id=task_id,
         )
@@ -351,6 +390,9 @@ def create_router(
         operation_id='toggleTaskCompletion',
         response_model=Task,
         responses={
+            '400': {
+                'model': Problem,
+            },
             '401': {
                 'model': Problem,
             },
@@ -360,8 +402,14 @@ def create_router(
             '404': {
                 'model': Problem,
             },
+            '412': {
+                'model': Problem,
+            },
             '422': {
                 'model': ValidationProblem,
+            },
+            '428': {
+                'model': Problem,
             },
             '503': {
                 'model': Problem,
@@ -373,11 +421,13 @@ def create_router(
     )
     async def toggle_task_completion(
         *,
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
+        if_match: Optional[str] = Header(None, alias='If-Match'),
+        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
         handlers: OperationHandlers = Depends(get_handlers),
     ) -> Task | Response:
         return await handlers.toggle_task_completion(
+            if_match=if_match,
             user_id=user_id,
             task_id=task_id,
         )

@@ -31,7 +31,8 @@ export interface paths {
          * Create a task
          * @description Creates a task for the user. The server sets `id`, `completed_at`,
          *     `created_at` and `updated_at`. The answer's `Location` header is the
-         *     new task's URL.
+         *     new task's URL. With an `Idempotency-Key`, a retry of the same request
+         *     gets the same answer and creates nothing more.
          */
         post: operations["createTask"];
         delete?: never;
@@ -61,7 +62,8 @@ export interface paths {
         /**
          * Get a task
          * @description Returns one of the user's tasks. A task that does not exist and a task
-         *     of another user both answer 404.
+         *     of another user both answer 404. With `If-None-Match`, a task that has
+         *     not changed answers 304 without a body.
          */
         get: operations["getTask"];
         /**
@@ -75,7 +77,7 @@ export interface paths {
         /**
          * Delete a task
          * @description Deletes the task for good. Deleting it again, or deleting a task that
-         *     does not exist, answers 404.
+         *     does not exist, answers 404. With `If-Match`, only the version read.
          */
         delete: operations["deleteTask"];
         options?: never;
@@ -117,7 +119,7 @@ export interface paths {
          * Toggle a task's completion
          * @description Flips `is_completed` in one atomic statement: concurrent toggles never
          *     lose an update. Completing sets `completed_at`; reopening clears it.
-         *     The request has no body.
+         *     The request has no body. With `If-Match`, only the version read.
          */
         patch: operations["toggleTaskCompletion"];
         trace?: never;
@@ -313,6 +315,7 @@ export interface components {
         /** @description The task. */
         TaskFound: {
             headers: {
+                ETag: components["headers"]["ETag"];
                 [name: string]: unknown;
             };
             content: {
@@ -331,6 +334,102 @@ export interface components {
                  *       "title": "Not Found",
                  *       "status": 404,
                  *       "detail": "Task not found."
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The task has not changed since the entity tag sent in `If-None-Match`. */
+        NotModified: {
+            headers: {
+                ETag: components["headers"]["ETag"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /** @description The body is not well-formed JSON, or `If-Match` is not `*` or a list of entity tags. */
+        MalformedRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `If-Match` or `If-None-Match` is not `*` or a list of entity tags. */
+        MalformedPrecondition: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Bad Request",
+                 *       "status": 400,
+                 *       "detail": "If-None-Match must be * or a comma-separated list of entity tags."
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description `If-Match` does not name the task's current version: it changed since
+         *     it was read. Nothing was changed; read the task again.
+         */
+        PreconditionFailed: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Precondition Failed",
+                 *       "status": 412,
+                 *       "detail": "The task has changed since the version named in If-Match."
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description This deployment requires `If-Match` on every write. */
+        PreconditionRequired: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Precondition Required",
+                 *       "status": 428,
+                 *       "detail": "Send If-Match with the task's ETag (or *) to change it."
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description An earlier request with this `Idempotency-Key` is still being
+         *     processed. Retry after `Retry-After` seconds to get its answer.
+         */
+        IdempotencyKeyInUse: {
+            headers: {
+                /**
+                 * @description Seconds to wait before retrying.
+                 * @example 1
+                 */
+                "Retry-After": string;
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Conflict",
+                 *       "status": 409,
+                 *       "detail": "A request with this Idempotency-Key is still being processed; retry shortly."
                  *     }
                  */
                 "application/problem+json": components["schemas"]["Problem"];
@@ -387,7 +486,11 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description A parameter or the body breaks the contract; `errors` lists each offending field. */
+        /**
+         * @description A parameter or the body breaks the contract, or (on create) the
+         *     `Idempotency-Key` was used before with another body; `errors` lists
+         *     each offending field.
+         */
         ValidationFailed: {
             headers: {
                 [name: string]: unknown;
@@ -458,6 +561,36 @@ export interface components {
          * @example false
          */
         Completed: boolean;
+        /**
+         * @description Makes the write conditional (RFC 9110): `*`, or a comma-separated list
+         *     of entity tags as read from `ETag` (`"3"`, `"3", "4"`, `W/"3"`). The
+         *     write happens only when the task's current entity tag is in the list
+         *     (strong comparison: a weak tag never matches); otherwise the answer is
+         *     412 and nothing changes. Any other value is a 400. A deployment may
+         *     require it on every write (428 without it).
+         * @example "1"
+         */
+        IfMatch: string;
+        /**
+         * @description `*`, or a comma-separated list of entity tags from earlier answers
+         *     (`"3"`, `"3", "4"`, `W/"3"`). When the task's current entity tag is in
+         *     the list (weak comparison), the answer is 304 Not Modified, without a
+         *     body. Any other value is a 400.
+         * @example "1"
+         */
+        IfNoneMatch: string;
+        /**
+         * @description Makes the create safe to retry: a value unique to this create (a
+         *     UUID, say), 1 to 255 visible ASCII characters. A repeat with the same
+         *     key and the same body, within the deployment's retention period (24
+         *     hours by default), gets the first answer again, with
+         *     `Idempotent-Replayed: true`, and creates nothing. The same key with
+         *     another body is a 422; a repeat while the first is still being
+         *     processed is a 409. Keys are the user's own: another user's identical
+         *     key is another key.
+         * @example 6f1c8a52-0d4e-4c5b-9f0e-2b7a3c9d1e84
+         */
+        IdempotencyKey: string;
     };
     requestBodies: {
         /** @description The task's writable fields. */
@@ -475,6 +608,18 @@ export interface components {
         };
     };
     headers: {
+        /**
+         * @description The task's strong entity tag. It changes whenever the task changes,
+         *     and only then. Send it back in `If-Match` to write only over this
+         *     version, or in `If-None-Match` to read the task only if it changed.
+         * @example "3"
+         */
+        ETag: string;
+        /**
+         * @description `true` when this answer repeats the one given to an earlier request with the same `Idempotency-Key`.
+         * @example true
+         */
+        IdempotentReplayed: "true";
         /**
          * @description The URL of the created task.
          * @example /users/user_2NNEqL2nrIRdJ194ndJqAHwEfxC/tasks/0b9f5a8e-3f4c-4d8a-9a53-2c1d6f0e7b11
@@ -553,7 +698,20 @@ export interface operations {
     createTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the create safe to retry: a value unique to this create (a
+                 *     UUID, say), 1 to 255 visible ASCII characters. A repeat with the same
+                 *     key and the same body, within the deployment's retention period (24
+                 *     hours by default), gets the first answer again, with
+                 *     `Idempotent-Replayed: true`, and creates nothing. The same key with
+                 *     another body is a 422; a repeat while the first is still being
+                 *     processed is a 409. Keys are the user's own: another user's identical
+                 *     key is another key.
+                 * @example 6f1c8a52-0d4e-4c5b-9f0e-2b7a3c9d1e84
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
             path: {
                 /**
                  * @description The owner's opaque id from the identity provider.
@@ -565,10 +723,16 @@ export interface operations {
         };
         requestBody: components["requestBodies"]["TaskInput"];
         responses: {
-            /** @description The task was created. */
+            /**
+             * @description The task was created; or, with `Idempotent-Replayed: true`, the
+             *     answer to an earlier request with the same `Idempotency-Key`, byte
+             *     for byte.
+             */
             201: {
                 headers: {
                     Location: components["headers"]["Location"];
+                    ETag: components["headers"]["ETag"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -578,6 +742,7 @@ export interface operations {
             400: components["responses"]["MalformedBody"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            409: components["responses"]["IdempotencyKeyInUse"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
@@ -587,7 +752,16 @@ export interface operations {
     getTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description `*`, or a comma-separated list of entity tags from earlier answers
+                 *     (`"3"`, `"3", "4"`, `W/"3"`). When the task's current entity tag is in
+                 *     the list (weak comparison), the answer is 304 Not Modified, without a
+                 *     body. Any other value is a 400.
+                 * @example "1"
+                 */
+                "If-None-Match"?: components["parameters"]["IfNoneMatch"];
+            };
             path: {
                 /**
                  * @description The owner's opaque id from the identity provider.
@@ -605,6 +779,8 @@ export interface operations {
         requestBody?: never;
         responses: {
             200: components["responses"]["TaskFound"];
+            304: components["responses"]["NotModified"];
+            400: components["responses"]["MalformedPrecondition"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["TaskNotFound"];
@@ -615,7 +791,18 @@ export interface operations {
     replaceTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the write conditional (RFC 9110): `*`, or a comma-separated list
+                 *     of entity tags as read from `ETag` (`"3"`, `"3", "4"`, `W/"3"`). The
+                 *     write happens only when the task's current entity tag is in the list
+                 *     (strong comparison: a weak tag never matches); otherwise the answer is
+                 *     412 and nothing changes. Any other value is a 400. A deployment may
+                 *     require it on every write (428 without it).
+                 * @example "1"
+                 */
+                "If-Match"?: components["parameters"]["IfMatch"];
+            };
             path: {
                 /**
                  * @description The owner's opaque id from the identity provider.
@@ -633,20 +820,33 @@ export interface operations {
         requestBody: components["requestBodies"]["TaskInput"];
         responses: {
             200: components["responses"]["TaskFound"];
-            400: components["responses"]["MalformedBody"];
+            400: components["responses"]["MalformedRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["TaskNotFound"];
+            412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+            428: components["responses"]["PreconditionRequired"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
     deleteTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the write conditional (RFC 9110): `*`, or a comma-separated list
+                 *     of entity tags as read from `ETag` (`"3"`, `"3", "4"`, `W/"3"`). The
+                 *     write happens only when the task's current entity tag is in the list
+                 *     (strong comparison: a weak tag never matches); otherwise the answer is
+                 *     412 and nothing changes. Any other value is a 400. A deployment may
+                 *     require it on every write (428 without it).
+                 * @example "1"
+                 */
+                "If-Match"?: components["parameters"]["IfMatch"];
+            };
             path: {
                 /**
                  * @description The owner's opaque id from the identity provider.
@@ -670,17 +870,31 @@ export interface operations {
                 };
                 content?: never;
             };
+            400: components["responses"]["MalformedPrecondition"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["TaskNotFound"];
+            412: components["responses"]["PreconditionFailed"];
             422: components["responses"]["ValidationFailed"];
+            428: components["responses"]["PreconditionRequired"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
     updateTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the write conditional (RFC 9110): `*`, or a comma-separated list
+                 *     of entity tags as read from `ETag` (`"3"`, `"3", "4"`, `W/"3"`). The
+                 *     write happens only when the task's current entity tag is in the list
+                 *     (strong comparison: a weak tag never matches); otherwise the answer is
+                 *     412 and nothing changes. Any other value is a 400. A deployment may
+                 *     require it on every write (428 without it).
+                 * @example "1"
+                 */
+                "If-Match"?: components["parameters"]["IfMatch"];
+            };
             path: {
                 /**
                  * @description The owner's opaque id from the identity provider.
@@ -709,20 +923,33 @@ export interface operations {
         };
         responses: {
             200: components["responses"]["TaskFound"];
-            400: components["responses"]["MalformedBody"];
+            400: components["responses"]["MalformedRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["TaskNotFound"];
+            412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+            428: components["responses"]["PreconditionRequired"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
     toggleTaskCompletion: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the write conditional (RFC 9110): `*`, or a comma-separated list
+                 *     of entity tags as read from `ETag` (`"3"`, `"3", "4"`, `W/"3"`). The
+                 *     write happens only when the task's current entity tag is in the list
+                 *     (strong comparison: a weak tag never matches); otherwise the answer is
+                 *     412 and nothing changes. Any other value is a 400. A deployment may
+                 *     require it on every write (428 without it).
+                 * @example "1"
+                 */
+                "If-Match"?: components["parameters"]["IfMatch"];
+            };
             path: {
                 /**
                  * @description The owner's opaque id from the identity provider.
@@ -740,10 +967,13 @@ export interface operations {
         requestBody?: never;
         responses: {
             200: components["responses"]["TaskFound"];
+            400: components["responses"]["MalformedPrecondition"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["TaskNotFound"];
+            412: components["responses"]["PreconditionFailed"];
             422: components["responses"]["ValidationFailed"];
+            428: components["responses"]["PreconditionRequired"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };

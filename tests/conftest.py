@@ -18,7 +18,7 @@ from tests.databases import execute
 
 
 async def truncate(database_url: str) -> None:
-    await execute(database_url, "TRUNCATE users, tasks")
+    await execute(database_url, "TRUNCATE users, tasks, idempotency_keys")
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 Writes a JUnit report under reports/fuzz and exits with schemathesis's status.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,8 @@ def _fuzz(
             "--report-dir",
             str(reports),
         ]
-        return subprocess.run(command, cwd=ROOT, check=False).returncode
+        hooks = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks"}
+        return subprocess.run(command, cwd=ROOT, env=hooks, check=False).returncode
 
 
 def main() -> int:
@@ -61,14 +63,14 @@ def main() -> int:
         ),
     )
     with jwt_mode(FUZZ_USER) as (jwt_env, token):
-        # The token acts for one user, so every request names that user; the rest of the
-        # settings are schemathesis.toml's.
+        # The token is the contract's bearerAuth credential and acts for one user, so every
+        # request names that user; the rest of the settings are schemathesis.toml's.
         config = REPORTS / "schemathesis-jwt.toml"
         REPORTS.mkdir(parents=True, exist_ok=True)
         config.write_text(
             (ROOT / "schemathesis.toml").read_text()
             + f'\n[parameters]\n"path.user_id" = "{FUZZ_USER}"\n'
-            + f'\n[headers]\nAuthorization = "Bearer {token}"\n'
+            + f'\n[auth.openapi.bearerAuth]\nbearer = "{token}"\n'
         )
         jwt_status = _fuzz("jwt", extra_env=jwt_env, config=config)
     return open_status or jwt_status

@@ -28,9 +28,11 @@ def _mappings(node: Any) -> Iterator[dict[str, Any]]:
 
 
 def _response_headers(spec: dict[str, Any]) -> set[str]:
+    """The names of the headers that answers declare (components/headers holds only templates)."""
+    answers = [spec["paths"], spec["components"].get("responses", {})]
     return {
         name.lower()
-        for node in _mappings(spec)
+        for node in _mappings(answers)
         if isinstance(node.get("headers"), dict)
         for name in node["headers"]
     }

@@ -51,7 +51,9 @@ def test_every_operation_has_a_route_and_a_handler() -> None:
 def test_a_missing_handler_fails_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
     class Incomplete(TaskHandlers):
         @abstractmethod
-        async def delete_task(self, *, user_id: str, task_id: UUID) -> None: ...
+        async def delete_task(
+            self, *, if_match: str | None, user_id: str, task_id: UUID
+        ) -> None: ...
 
     monkeypatch.setattr("app.main.TaskHandlers", Incomplete)
     with pytest.raises(TypeError, match="delete_task"):

@@ -7,6 +7,7 @@ example and each stateful run, so that a failure reproduces from the seed in sch
 """
 
 import asyncio
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,14 @@ from typing import Any
 import pytest
 import schemathesis
 
+import tests.fuzz_hooks  # noqa: F401  (registers the hooks)
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import truncate
 from tests.jwks import AUDIENCE, ISSUER, SigningKey, claims, serve_jwks
 
-SPEC = Path(__file__).resolve().parent.parent / "openapi" / "task-operations.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "openapi" / "task-operations.yaml"
 FUZZ_USER = "fuzz-user"
 
 
@@ -46,12 +49,14 @@ def jwt_contract(database_url: str) -> Iterator[Any]:
             jwt_audience=AUDIENCE,
             _env_file=None,
         )
-        schema = schemathesis.openapi.from_path(SPEC)
+        # The token is the contract's bearerAuth credential: schemathesis knows it is valid, and
+        # sends requests without it, or with another, to check that authentication is enforced.
+        settings_file = tomllib.loads((ROOT / "schemathesis.toml").read_text())
+        bearer = {"bearerAuth": {"bearer": key.sign(claims(FUZZ_USER))}}
+        config = schemathesis.Config.from_dict({**settings_file, "auth": {"openapi": bearer}})
+        schema = schemathesis.openapi.from_path(SPEC, config=config)
         schema.app = create_app(settings, database_url=database_url)
-        token = key.sign(claims(FUZZ_USER))
-        schema.config.update(
-            headers={"Authorization": f"Bearer {token}"}, parameters={"path.user_id": FUZZ_USER}
-        )
+        schema.config.update(parameters={"path.user_id": FUZZ_USER})
         yield schema
 
 

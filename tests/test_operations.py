@@ -8,7 +8,8 @@ import asyncpg
 import httpx
 import pytest
 
-from app.tasks import GET, LIST
+from app.idempotency import LOCK, RECORD, STORED
+from app.tasks import CREATE, GET, LIST
 from tests.conftest import create_task, serving
 from tests.databases import connect
 
@@ -34,36 +35,65 @@ async def test_tasks_survive_a_restart(client: httpx.AsyncClient, database_url: 
         assert response.json() == task
 
 
-async def test_every_operation_is_one_statement(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    statements: list[str] = []
-    execute = asyncpg.connection.Connection._execute
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement the app sends to PostgreSQL, transaction control included."""
+    sent: list[str] = []
+    extended = asyncpg.connection.Connection._execute
+    simple = asyncpg.connection.Connection.execute
 
     async def counted(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
-        statements.append(query)
-        return await execute(self, query, *args, **kwargs)
+        sent.append(query)
+        return await extended(self, query, *args, **kwargs)
+
+    async def counted_simple(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if not args:  # with arguments, execute goes through _execute, counted above
+            sent.append(query)
+        return await simple(self, query, *args, **kwargs)
 
     monkeypatch.setattr(asyncpg.connection.Connection, "_execute", counted)
+    monkeypatch.setattr(asyncpg.connection.Connection, "execute", counted_simple)
+    return sent
+
+
+async def test_every_operation_is_one_statement(
+    client: httpx.AsyncClient, statements: list[str]
+) -> None:
     task = await create_task(client)
     assert len(statements) == 1  # the owner's row and the task, in one statement
     url = f"/users/alice/tasks/{task['id']}"
-    for method, target, body in (
-        ("GET", url, None),
-        ("PUT", url, {"title": "t"}),
-        ("PATCH", url, {"title": "u"}),
-        ("PATCH", url + "/complete", None),
-        ("GET", "/users/alice/tasks?limit=1", None),
-        ("GET", "/users/alice/tasks?completed=true", None),
-        ("DELETE", url, None),
+    for method, target, body, headers in (
+        ("GET", url, None, {}),
+        ("GET", url, None, {"If-None-Match": '"1"'}),
+        ("PUT", url, {"title": "t"}, {}),
+        ("PATCH", url, {"title": "u"}, {"If-Match": '"2"'}),
+        ("PATCH", url + "/complete", None, {"If-Match": '"3", "4"'}),
+        ("PATCH", url, {}, {"If-Match": "*"}),
+        ("GET", "/users/alice/tasks?limit=1", None, {}),
+        ("GET", "/users/alice/tasks?completed=true", None, {}),
+        ("DELETE", url, None, {"If-Match": '"4"'}),
     ):
         statements.clear()
-        response = await client.request(method, target, json=body)
-        assert response.status_code < 300
+        response = await client.request(method, target, json=body, headers=headers)
+        assert response.status_code < 400, (method, target, headers, response.text)
         assert len(statements) == 1, (method, target, statements)
     statements.clear()
     assert (await client.get("/health")).status_code == 200
     assert statements == []
+
+
+async def test_a_keyed_create_is_one_transaction(
+    client: httpx.AsyncClient, statements: list[str]
+) -> None:
+    headers = {"Idempotency-Key": "k-1"}
+    assert (
+        await client.post("/users/alice/tasks", json={"title": "x"}, headers=headers)
+    ).is_success
+    assert statements == ["BEGIN;", LOCK, STORED, CREATE, RECORD, "COMMIT;"]
+    statements.clear()
+    replay = await client.post("/users/alice/tasks", json={"title": "x"}, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert statements == ["BEGIN;", LOCK, STORED, "COMMIT;"]  # nothing written
 
 
 async def test_get_and_list_use_the_index(database_url: str) -> None:

@@ -22,15 +22,30 @@ function check(condition: unknown, message: string): asserts condition {
   }
 }
 
-// Create with only a title: the rest takes its initial value.
-const created = await client.POST("/users/{user_id}/tasks", {
-  params: { path },
-  body: { title: "Buy milk" },
-});
+// Create with only a title: the rest takes its initial value. The Idempotency-Key makes the
+// create safe to retry when its answer is lost.
+const idempotencyKey = crypto.randomUUID();
+const create = () =>
+  client.POST("/users/{user_id}/tasks", {
+    params: { path, header: { "Idempotency-Key": idempotencyKey } },
+    body: { title: "Buy milk" },
+  });
+const created = await create();
 check(created.data, `create answered ${created.response.status}`);
 const milk: Task = created.data;
 check(milk.is_completed === false && milk.completed_at === null, "a new task is open");
 check(created.response.headers.get("Location") === `/users/${userId}/tasks/${milk.id}`, "Location");
+const retried = await create();
+check(retried.response.headers.get("Idempotent-Replayed") === "true", "the retry is a replay");
+check(retried.data?.id === milk.id, "the retry made no second task");
+const milkTag = created.response.headers.get("ETag");
+check(milkTag !== null, "ETag");
+
+// Read again only if it changed.
+const unchanged = await client.GET("/users/{user_id}/tasks/{task_id}", {
+  params: { path: { ...path, task_id: milk.id }, header: { "If-None-Match": milkTag } },
+});
+check(unchanged.response.status === 304, `If-None-Match answered ${unchanged.response.status}`);
 
 for (const title of ["Walk the dog", "Water the plants"]) {
   const more = await client.POST("/users/{user_id}/tasks", {
@@ -77,11 +92,16 @@ const patched = await client.PATCH("/users/{user_id}/tasks/{task_id}", {
 });
 check(patched.data?.title === "Walk the dog twice" && patched.data.description === null, "patch");
 
-// Toggle completion.
+// Toggle completion, only over the version read; a second writer with the same ETag loses.
 const toggled = await client.PATCH("/users/{user_id}/tasks/{task_id}/complete", {
-  params: { path: { ...path, task_id: milk.id } },
+  params: { path: { ...path, task_id: milk.id }, header: { "If-Match": milkTag } },
 });
 check(toggled.data?.is_completed === true && toggled.data.completed_at !== null, "toggle");
+const lost = await client.PATCH("/users/{user_id}/tasks/{task_id}", {
+  params: { path: { ...path, task_id: milk.id }, header: { "If-Match": milkTag } },
+  body: { title: "Buy oat milk" },
+});
+check(lost.error?.status === 412, `a stale If-Match answered ${lost.response.status}`);
 
 // Delete, then read the 404 as a typed problem.
 const deleted = await client.DELETE("/users/{user_id}/tasks/{task_id}", {

@@ -1,5 +1,6 @@
 """Template variables that fastapi-code-generator does not provide on its own."""
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ def _resolve(raw: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def _query_booleans(raw: dict[str, Any]) -> dict[str, set[str]]:
-    """operationId -> the boolean query parameters, which the router parses strictly."""
-    booleans: dict[str, set[str]] = {}
+def _raw_parameters(parser: OpenAPIParser) -> dict[str, dict[str, dict[str, Any]]]:
+    """operationId -> the generator's argument name -> that parameter of the contract."""
+    raw = parser.raw_obj
+    found: dict[str, dict[str, dict[str, Any]]] = {}
     for path_item in raw.get("paths", {}).values():
         for method in METHODS:
             if not (operation := path_item.get(method)):
@@ -43,37 +45,50 @@ def _query_booleans(raw: dict[str, Any]) -> dict[str, set[str]]:
                     *operation.get("parameters", []),
                 ]
             ]
-            booleans[operation["operationId"]] = {
-                snakecase(parameter["name"])
+            found[operation["operationId"]] = {
+                snakecase(parser.model_resolver.get_valid_field_name(parameter["name"])): parameter
                 for parameter in parameters
-                if parameter["in"] == "query"
-                and _resolve(raw, parameter.get("schema", {})).get("type") == "boolean"
             }
-    return booleans
+    return found
 
 
-def _plain_types(parser: OpenAPIParser) -> dict[str, dict[str, str]]:
-    """The handler's view of each argument: the Python type, constraints left to the router."""
-    types: dict[str, dict[str, str]] = {}
+def _arguments(parser: OpenAPIParser) -> dict[str, dict[str, dict[str, Any]]]:
+    """operationId -> argument -> what the templates need beyond the generator's own view:
+
+    - `name`: a plain Python name (`if_match` for If-Match, where the generator says `if__match`);
+    - `plain_type`: the handler's type, constraints left to the router;
+    - `query_boolean`: a boolean query parameter, which the router parses strictly.
+    """
+    raw_parameters = _raw_parameters(parser)
+    arguments: dict[str, dict[str, dict[str, Any]]] = {}
     for operation in parser.operations.values():
-        arguments: dict[str, str] = {}
+        operation_id = str(operation.operationId)
+        views: dict[str, dict[str, Any]] = {}
         for argument in operation.arguments_list:
+            name = str(argument.name)
+            parameter = raw_parameters[operation_id].get(name)
             hint = str(argument.type_hint)
             if argument.field is not None:
                 data_type = argument.field.data_type
                 base = CONSTRAINED.get(
                     str(data_type.type), hint.removeprefix("Optional[").removesuffix("]")
                 )
-                has_value = argument.required or argument.default not in (None, "None")
+                has_value = argument.required or argument.default_value is not None
                 hint = base if has_value else f"{base} | None"
-            arguments[str(argument.name)] = hint
-        types[str(operation.operationId)] = arguments
-    return types
+            views[name] = {"name": name, "plain_type": hint, "query_boolean": False}
+            if parameter is not None:
+                if "alias=" in str(argument.default):
+                    views[name]["name"] = re.sub(r"[^0-9A-Za-z]+", "_", parameter["name"]).lower()
+                schema = _resolve(parser.raw_obj, parameter.get("schema", {}))
+                views[name]["query_boolean"] = (
+                    parameter["in"] == "query" and schema.get("type") == "boolean"
+                )
+        arguments[operation_id] = views
+    return arguments
 
 
 def visit(parser: OpenAPIParser, model_path: Path) -> dict[str, Any]:
     return {
-        "plain_types": _plain_types(parser),
+        "arguments": _arguments(parser),
         "secured": _secured_operations(parser.raw_obj),
-        "query_booleans": _query_booleans(parser.raw_obj),
     }
