@@ -34,6 +34,7 @@ class Settings(BaseSettings):
 
     require_if_match: bool = False
     idempotency_ttl: float = Field(default=24 * 3600.0, gt=0, le=30 * 24 * 3600)
+    max_tasks_per_user: int = Field(default=10_000, ge=1, le=1_000_000)
 
     auth_mode: Literal["none", "jwt"] = "none"
     jwks_url: str | None = None

@@ -40,7 +40,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
 
     jwt_mode = settings.auth_mode == "jwt"
     policy = Policy(
-        require_if_match=settings.require_if_match, idempotency_ttl=settings.idempotency_ttl
+        require_if_match=settings.require_if_match,
+        idempotency_ttl=settings.idempotency_ttl,
+        max_tasks_per_user=settings.max_tasks_per_user,
     )
 
     @asynccontextmanager

@@ -42,6 +42,30 @@ class TaskNotFound(DomainError):
     detail = "Task not found."
 
 
+class TaskLimitReached(DomainError):
+    status = HTTPStatus.CONFLICT
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.detail = f"A user can hold at most {limit} tasks; delete some to create more."
+
+
+class CursorOfAnotherListing(DomainError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    detail = "The request does not match the contract."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors = [
+            FieldError(
+                location=Location.query,
+                field="cursor",
+                message="This cursor belongs to a listing with another order, filter or search;"
+                " start again from the first page.",
+            )
+        ]
+
+
 class PreconditionFailed(DomainError):
     status = HTTPStatus.PRECONDITION_FAILED
     detail = "The task has changed since the version named in If-Match."

@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     SmallInteger,
     String,
@@ -25,10 +26,15 @@ USER_ID_CHECK = "char_length(id) BETWEEN 1 AND 64 AND id ~ '^[A-Za-z0-9_-]+$'"
 
 class User(SQLModel, table=True):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(USER_ID_CHECK, name="users_id_format"),)
+    __table_args__ = (
+        CheckConstraint(USER_ID_CHECK, name="users_id_format"),
+        CheckConstraint("task_count >= 0", name="users_task_count_not_negative"),
+    )
 
     id: str = Field(sa_column=Column(String(64), primary_key=True))
     email: str | None = Field(default=None, sa_column=Column(String(320), nullable=True))
+    # Moves in the statements that create and delete the user's tasks: the per-user limit.
+    task_count: int = Field(sa_column=Column(Integer, nullable=False, server_default=text("0")))
     created_at: datetime = Field(
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
     )
@@ -49,6 +55,14 @@ class Task(SQLModel, table=True):
             "is_completed = (completed_at IS NOT NULL)", name="tasks_completed_at_matches"
         ),
         Index("tasks_user_created_id", "user_id", "created_at", "id"),
+        Index(
+            "tasks_search",
+            "user_id",
+            "title",
+            "description",
+            postgresql_using="gin",
+            postgresql_ops={"title": "gin_trgm_ops", "description": "gin_trgm_ops"},
+        ),
     )
 
     id: UUID = Field(

@@ -12,7 +12,19 @@ from uuid import UUID
 from fastapi import Header, Response
 from pydantic import conint, constr
 
-from .models import Health, Problem, Task, TaskInput, TaskPatch, ValidationProblem
+from .models import (
+    CompletionForAll,
+    DeletedCount,
+    Health,
+    Problem,
+    Task,
+    TaskCounts,
+    TaskInput,
+    TaskOrder,
+    TaskPatch,
+    UpdatedCount,
+    ValidationProblem,
+)
 
 
 class OperationHandlers(ABC):
@@ -41,6 +53,8 @@ class OperationHandlers(ABC):
         limit: int,
         cursor: str | None,
         completed: bool | None,
+        order: TaskOrder | None,
+        q: str | None,
         user_id: str,
     ) -> List[Task] | Response:
         """GET /users/{user_id}/tasks: List a user's tasks."""
@@ -54,6 +68,32 @@ class OperationHandlers(ABC):
         body: TaskInput,
     ) -> Task | Response:
         """POST /users/{user_id}/tasks: Create a task."""
+
+    @abstractmethod
+    async def set_all_tasks_completion(
+        self,
+        *,
+        user_id: str,
+        body: CompletionForAll,
+    ) -> UpdatedCount | Response:
+        """PATCH /users/{user_id}/tasks: Complete or reopen all of a user's tasks."""
+
+    @abstractmethod
+    async def delete_tasks(
+        self,
+        *,
+        completed: bool,
+        user_id: str,
+    ) -> DeletedCount | Response:
+        """DELETE /users/{user_id}/tasks: Delete a user's completed (or open) tasks."""
+
+    @abstractmethod
+    async def count_tasks(
+        self,
+        *,
+        user_id: str,
+    ) -> TaskCounts | Response:
+        """GET /users/{user_id}/tasks/counts: Count a user's tasks."""
 
     @abstractmethod
     async def get_task(

@@ -85,6 +85,47 @@ class Task(BaseModel):
     )
 
 
+class TaskOrder(StrEnum):
+    oldest = 'oldest'
+    newest = 'newest'
+
+
+class CompletionForAll(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        strict=True,
+    )
+    is_completed: bool = Field(
+        ..., description='Complete every task (`true`) or reopen every task (`false`).'
+    )
+
+
+class UpdatedCount(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        strict=True,
+    )
+    updated: conint(ge=0) = Field(..., description='How many tasks changed.')
+
+
+class DeletedCount(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        strict=True,
+    )
+    deleted: conint(ge=0) = Field(..., description='How many tasks were deleted.')
+
+
+class TaskCounts(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+        strict=True,
+    )
+    total: conint(ge=0)
+    open: conint(ge=0)
+    completed: conint(ge=0)
+
+
 class Status(StrEnum):
     ok = 'ok'
     ready = 'ready'

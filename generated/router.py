@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Callable, List, Optional, Union
 from uuid import UUID
 
@@ -13,12 +14,27 @@ from pydantic import PlainValidator, conint, constr
 from pydantic_core import PydanticCustomError
 
 from .handlers import OperationHandlers
-from .models import Health, Problem, Task, TaskInput, TaskPatch, ValidationProblem
+from .models import (
+    CompletionForAll,
+    DeletedCount,
+    Health,
+    Problem,
+    Task,
+    TaskCounts,
+    TaskInput,
+    TaskOrder,
+    TaskPatch,
+    UpdatedCount,
+    ValidationProblem,
+)
 
 SECURED_OPERATION_IDS = frozenset(
     {
         'listTasks',
         'createTask',
+        'setAllTasksCompletion',
+        'deleteTasks',
+        'countTasks',
         'getTask',
         'replaceTask',
         'updateTask',
@@ -39,11 +55,57 @@ def _query_boolean(value: object) -> bool:
 
 QueryBoolean = Annotated[bool, PlainValidator(_query_boolean)]
 
+
+def _segments(path: str) -> list[str]:
+    return path.strip('/').split('/')
+
+
+def _is_parameter(segment: str) -> bool:
+    return segment.startswith('{') and segment.endswith('}')
+
+
+def _more_concrete(path: str, other: str) -> bool:
+    """Whether `path` names literally a segment that `other` takes as a parameter, and is `other`
+    elsewhere: /tasks/counts against /tasks/{task_id}."""
+    mine, theirs = _segments(path), _segments(other)
+    return (
+        len(mine) == len(theirs)
+        and mine != theirs
+        and all(
+            a == b or (_is_parameter(b) and not _is_parameter(a))
+            for a, b in zip(mine, theirs)
+        )
+    )
+
+
+def _concrete_paths_first(routes: list[Any]) -> None:
+    """OpenAPI: a concrete path matches before a templated one, whatever the method: PUT on
+    /tasks/counts is a 405, never a PUT of the task "counts"."""
+    for route in routes:
+        shadowing = sorted(
+            {other.path for other in routes if _more_concrete(other.path, route.path)}
+        )
+        if shadowing:
+            excluded = '|'.join(
+                '/'.join(
+                    '[^/]+' if _is_parameter(part) else re.escape(part)
+                    for part in path.split('/')
+                )
+                for path in shadowing
+            )
+            route.path_regex = re.compile(
+                f'^(?!(?:{excluded})$){route.path_regex.pattern[1:]}'
+            )
+
+
 OPERATION_IDS = (
     'getHealth',
     'getReadiness',
     'listTasks',
     'createTask',
+    'setAllTasksCompletion',
+    'deleteTasks',
+    'countTasks',
     'getTask',
     'replaceTask',
     'updateTask',
@@ -65,6 +127,7 @@ def create_router(
     """
     router = router if router is not None else APIRouter()
     secured = [Depends(authorize)] if authorize is not None else []
+    first = len(router.routes)
 
     @router.get(
         '/health',
@@ -123,9 +186,17 @@ def create_router(
         *,
         limit: Optional[conint(ge=1, le=1000)] = 100,
         cursor: Optional[
-            constr(pattern=r'^[A-Za-z0-9_-]{32}$', min_length=32, max_length=32)
+            constr(
+                pattern=r'^([A-Za-z0-9_-]{32}|[A-Za-z0-9_-]{40})$',
+                min_length=32,
+                max_length=40,
+            )
         ] = None,
         completed: Optional[QueryBoolean] = None,
+        order: Optional[TaskOrder] = None,
+        q: Optional[
+            constr(pattern=r'^[^\u0000]+$', min_length=1, max_length=100)
+        ] = None,
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         handlers: OperationHandlers = Depends(get_handlers),
     ) -> List[Task] | Response:
@@ -133,6 +204,8 @@ def create_router(
             limit=limit,
             cursor=cursor,
             completed=completed,
+            order=order,
+            q=q,
             user_id=user_id,
         )
 
@@ -184,6 +257,112 @@ def create_router(
             idempotency_key=idempotency_key,
             user_id=user_id,
             body=body,
+        )
+
+    @router.patch(
+        '/users/{user_id}/tasks',
+        operation_id='setAllTasksCompletion',
+        response_model=UpdatedCount,
+        responses={
+            '400': {
+                'model': Problem,
+            },
+            '401': {
+                'model': Problem,
+            },
+            '403': {
+                'model': Problem,
+            },
+            '413': {
+                'model': Problem,
+            },
+            '415': {
+                'model': Problem,
+            },
+            '422': {
+                'model': ValidationProblem,
+            },
+            '503': {
+                'model': Problem,
+            },
+        },
+        tags=['tasks'],
+        summary="Complete or reopen all of a user\u0027s tasks",
+        dependencies=secured,
+    )
+    async def set_all_tasks_completion(
+        *,
+        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
+        body: CompletionForAll = ...,
+        handlers: OperationHandlers = Depends(get_handlers),
+    ) -> UpdatedCount | Response:
+        return await handlers.set_all_tasks_completion(
+            user_id=user_id,
+            body=body,
+        )
+
+    @router.delete(
+        '/users/{user_id}/tasks',
+        operation_id='deleteTasks',
+        response_model=DeletedCount,
+        responses={
+            '401': {
+                'model': Problem,
+            },
+            '403': {
+                'model': Problem,
+            },
+            '422': {
+                'model': ValidationProblem,
+            },
+            '503': {
+                'model': Problem,
+            },
+        },
+        tags=['tasks'],
+        summary="Delete a user\u0027s completed (or open) tasks",
+        dependencies=secured,
+    )
+    async def delete_tasks(
+        *,
+        completed: QueryBoolean,
+        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
+        handlers: OperationHandlers = Depends(get_handlers),
+    ) -> DeletedCount | Response:
+        return await handlers.delete_tasks(
+            completed=completed,
+            user_id=user_id,
+        )
+
+    @router.get(
+        '/users/{user_id}/tasks/counts',
+        operation_id='countTasks',
+        response_model=TaskCounts,
+        responses={
+            '401': {
+                'model': Problem,
+            },
+            '403': {
+                'model': Problem,
+            },
+            '422': {
+                'model': ValidationProblem,
+            },
+            '503': {
+                'model': Problem,
+            },
+        },
+        tags=['tasks'],
+        summary="Count a user\u0027s tasks",
+        dependencies=secured,
+    )
+    async def count_tasks(
+        *,
+        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
+        handlers: OperationHandlers = Depends(get_handlers),
+    ) -> TaskCounts | Response:
+        return await handlers.count_tasks(
+            user_id=user_id,
         )
 
     @router.get(
@@ -432,4 +611,5 @@ def create_router(
             task_id=task_id,
         )
 
+    _concrete_paths_first(router.routes[first:])
     return router

@@ -19,11 +19,14 @@ export interface paths {
         };
         /**
          * List a user's tasks
-         * @description Returns the user's tasks in creation order, oldest first, one page at a
-         *     time. While more tasks remain, the `Link` header carries the URL of the
-         *     next page (`rel="next"`); follow it until it is absent. Tasks created
-         *     while paging appear on later pages. A user without tasks (or unknown to
-         *     the service) gets an empty array.
+         * @description Returns the user's tasks in creation order, oldest first (or newest
+         *     first with `order=newest`), one page at a time, optionally only the
+         *     completed or open ones, or those whose title or description contains
+         *     `q`. While more tasks remain, the `Link` header carries the URL of the
+         *     next page (`rel="next"`), with every parameter of this request; follow
+         *     it until it is absent. Tasks created while paging appear on later pages
+         *     (oldest first). A user without tasks (or unknown to the service) gets an
+         *     empty array.
          */
         get: operations["listTasks"];
         put?: never;
@@ -35,6 +38,48 @@ export interface paths {
          *     gets the same answer and creates nothing more.
          */
         post: operations["createTask"];
+        /**
+         * Delete a user's completed (or open) tasks
+         * @description Deletes, in one statement, every task of the user that is completed
+         *     (`completed=true`, "clear completed") or open (`completed=false`), and
+         *     answers how many went. `completed` is required: nothing deletes all of a
+         *     user's tasks by accident.
+         */
+        delete: operations["deleteTasks"];
+        options?: never;
+        head?: never;
+        /**
+         * Complete or reopen all of a user's tasks
+         * @description Sets `is_completed` on every task of the user that is not already in
+         *     that state, in one statement, and answers how many changed. As with a
+         *     single PATCH, completing sets `completed_at` and reopening clears it;
+         *     tasks already in that state do not change at all (not even
+         *     `updated_at`).
+         */
+        patch: operations["setAllTasksCompletion"];
+        trace?: never;
+    };
+    "/users/{user_id}/tasks/counts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The owner's opaque id from the identity provider.
+                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 */
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Count a user's tasks
+         * @description How many tasks the user has, open and completed ("N items left"), in
+         *     one statement. This concrete path is never read as a task id.
+         */
+        get: operations["countTasks"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -238,6 +283,31 @@ export interface components {
              */
             updated_at: string;
         };
+        /**
+         * @description An order of creation.
+         * @default oldest
+         * @enum {string}
+         */
+        TaskOrder: "oldest" | "newest";
+        /** @description The completion state to give every task of the user. */
+        CompletionForAll: {
+            /** @description Complete every task (`true`) or reopen every task (`false`). */
+            is_completed: boolean;
+        };
+        UpdatedCount: {
+            /** @description How many tasks changed. */
+            updated: number;
+        };
+        DeletedCount: {
+            /** @description How many tasks were deleted. */
+            deleted: number;
+        };
+        /** @description A user's tasks, counted. `total` is `open` plus `completed`. */
+        TaskCounts: {
+            total: number;
+            open: number;
+            completed: number;
+        };
         Health: {
             /** @enum {string} */
             status: "ok" | "ready";
@@ -411,27 +481,20 @@ export interface components {
             };
         };
         /**
-         * @description An earlier request with this `Idempotency-Key` is still being
-         *     processed. Retry after `Retry-After` seconds to get its answer.
+         * @description The user already holds as many tasks as the deployment allows (delete
+         *     some first), or an earlier request with this `Idempotency-Key` is still
+         *     being processed (retry after `Retry-After` seconds to get its answer).
          */
-        IdempotencyKeyInUse: {
+        CreateConflict: {
             headers: {
                 /**
-                 * @description Seconds to wait before retrying.
+                 * @description Seconds to wait before retrying; sent when a retry can succeed.
                  * @example 1
                  */
-                "Retry-After": string;
+                "Retry-After"?: string;
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "type": "about:blank",
-                 *       "title": "Conflict",
-                 *       "status": 409,
-                 *       "detail": "A request with this Idempotency-Key is still being processed; retry shortly."
-                 *     }
-                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -552,7 +615,9 @@ export interface components {
         Limit: number;
         /**
          * @description Where the page starts: copy it from the `Link` header of the previous
-         *     page. Opaque; a cursor stays valid while tasks are added or removed.
+         *     page. Opaque; a cursor stays valid while tasks are added or removed. A
+         *     cursor from a listing with another `order`, `completed` or `q` is a
+         *     422.
          */
         Cursor: string;
         /**
@@ -561,6 +626,20 @@ export interface components {
          * @example false
          */
         Completed: boolean;
+        /**
+         * @description Which tasks: the completed ones (`true`) or the open ones (`false`).
+         *     Spelled exactly `true` or `false`.
+         * @example true
+         */
+        CompletedRequired: boolean;
+        /** @description Creation order, `oldest` first (the default) or `newest` first. */
+        Order: components["schemas"]["TaskOrder"];
+        /**
+         * @description Only tasks whose title or description contains this text, ignoring
+         *     case (1 to 100 characters, no NUL).
+         * @example milk
+         */
+        Search: string;
         /**
          * @description Makes the write conditional (RFC 9110): `*`, or a comma-separated list
          *     of entity tags as read from `ETag` (`"3"`, `"3", "4"`, `W/"3"`). The
@@ -643,7 +722,9 @@ export interface operations {
                 limit?: components["parameters"]["Limit"];
                 /**
                  * @description Where the page starts: copy it from the `Link` header of the previous
-                 *     page. Opaque; a cursor stays valid while tasks are added or removed.
+                 *     page. Opaque; a cursor stays valid while tasks are added or removed. A
+                 *     cursor from a listing with another `order`, `completed` or `q` is a
+                 *     422.
                  */
                 cursor?: components["parameters"]["Cursor"];
                 /**
@@ -652,6 +733,14 @@ export interface operations {
                  * @example false
                  */
                 completed?: components["parameters"]["Completed"];
+                /** @description Creation order, `oldest` first (the default) or `newest` first. */
+                order?: components["parameters"]["Order"];
+                /**
+                 * @description Only tasks whose title or description contains this text, ignoring
+                 *     case (1 to 100 characters, no NUL).
+                 * @example milk
+                 */
+                q?: components["parameters"]["Search"];
             };
             header?: never;
             path: {
@@ -742,9 +831,136 @@ export interface operations {
             400: components["responses"]["MalformedBody"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
-            409: components["responses"]["IdempotencyKeyInUse"];
+            409: components["responses"]["CreateConflict"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    deleteTasks: {
+        parameters: {
+            query: {
+                /**
+                 * @description Which tasks: the completed ones (`true`) or the open ones (`false`).
+                 *     Spelled exactly `true` or `false`.
+                 * @example true
+                 */
+                completed: components["parameters"]["CompletedRequired"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The owner's opaque id from the identity provider.
+                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 */
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description How many tasks were deleted. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "deleted": 3
+                     *     }
+                     */
+                    "application/json": components["schemas"]["DeletedCount"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    setAllTasksCompletion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The owner's opaque id from the identity provider.
+                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 */
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        /** @description The completion state for every task. */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "is_completed": true
+                 *     }
+                 */
+                "application/json": components["schemas"]["CompletionForAll"];
+            };
+        };
+        responses: {
+            /** @description How many tasks changed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "updated": 12
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UpdatedCount"];
+                };
+            };
+            400: components["responses"]["MalformedBody"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["BodyTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    countTasks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The owner's opaque id from the identity provider.
+                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 */
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The user's task counts. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "total": 12,
+                     *       "open": 9,
+                     *       "completed": 3
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TaskCounts"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             422: components["responses"]["ValidationFailed"];
             503: components["responses"]["ServiceUnavailable"];
         };

@@ -193,7 +193,7 @@ async def test_completed_is_spelled_true_or_false(client: httpx.AsyncClient) -> 
 @pytest.mark.parametrize(
     ("method", "url", "allow"),
     [
-        ("DELETE", "/users/alice/tasks", "GET, POST"),
+        ("PUT", "/users/alice/tasks", "DELETE, GET, PATCH, POST"),
         (
             "POST",
             "/users/alice/tasks/0b9f5a8e-3f4c-4d8a-9a53-2c1d6f0e7b11",

@@ -1,17 +1,14 @@
 """What operators rely on: readiness, database outages, restarts, query plans."""
 
-from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
 
 import asyncpg
 import httpx
 import pytest
 
 from app.idempotency import LOCK, RECORD, STORED
-from app.tasks import CREATE, GET, LIST
+from app.tasks import CREATE
 from tests.conftest import create_task, serving
-from tests.databases import connect
 
 
 async def test_database_down_is_503_with_retry_after_and_health_stays_up() -> None:
@@ -94,29 +91,3 @@ async def test_a_keyed_create_is_one_transaction(
     replay = await client.post("/users/alice/tasks", json={"title": "x"}, headers=headers)
     assert replay.headers["idempotent-replayed"] == "true"
     assert statements == ["BEGIN;", LOCK, STORED, "COMMIT;"]  # nothing written
-
-
-async def test_get_and_list_use_the_index(database_url: str) -> None:
-    cursor = (datetime(2026, 1, 1, tzinfo=UTC), uuid4())
-    statements = {
-        "get": (GET, "alice", uuid4()),
-        **{
-            f"list filtered={filtered} after_cursor={after}": (
-                query,
-                "alice",
-                101,
-                *([True] if filtered else []),
-                *(cursor if after else ()),
-            )
-            for (filtered, after), query in LIST.items()
-        },
-    }
-    async with connect(database_url) as connection:
-        await connection.execute("SET enable_seqscan = off")  # tiny tables: ask what it can use
-        for name, (query, *args) in statements.items():
-            plan = "\n".join(row[0] for row in await connection.fetch(f"EXPLAIN {query}", *args))
-            assert "Seq Scan" not in plan, (name, plan)
-            assert "Index" in plan, (name, plan)
-            if name != "get":
-                assert "tasks_user_created_id" in plan, (name, plan)
-                assert "Sort" not in plan, (name, plan)

@@ -1,11 +1,16 @@
 """Keyset pagination: creation order, Link headers, and inserts between pages."""
 
 import re
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from uuid import uuid4
 
 import httpx
+import pytest
 
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import Listing, decode_cursor, encode_cursor
+from app.problems import CursorOfAnotherListing
 from tests.conftest import create_task
 
 LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
@@ -62,25 +67,86 @@ async def test_filter_is_kept_across_pages(client: httpx.AsyncClient) -> None:
     assert ids == [task["id"] for task in done if task["is_completed"]]
 
 
+async def test_newest_first_pages_backwards_through_creation_order(
+    client: httpx.AsyncClient,
+) -> None:
+    created = [await create_task(client, title=f"task {i}") for i in range(7)]
+    pages = await _pages(client, "/users/alice/tasks?limit=3&order=newest")
+    assert [len(page) for page in pages] == [3, 3, 1]
+    assert [task["id"] for page in pages for task in page] == [t["id"] for t in reversed(created)]
+    oldest = await _pages(client, "/users/alice/tasks?limit=3&order=oldest")
+    assert [task["id"] for page in oldest for task in page] == [t["id"] for t in created]
+
+
+async def test_the_link_keeps_every_parameter(client: httpx.AsyncClient) -> None:
+    for i in range(3):
+        await create_task(client, title=f"50% & more #{i}", is_completed=True)
+    response = await client.get(
+        "/users/alice/tasks",
+        params={"limit": 1, "order": "newest", "completed": "true", "q": "50% & more"},
+    )
+    url = LINK.match(response.headers["link"]).group("url")  # type: ignore[union-attr]
+    query = parse_qs(urlsplit(url).query)
+    assert {name: values[0] for name, values in query.items() if name != "cursor"} == {
+        "limit": "1",
+        "order": "newest",
+        "completed": "true",
+        "q": "50% & more",
+    }
+    assert len(query["cursor"][0]) == 40
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"order": "newest"},
+        {"completed": "true"},
+        {"completed": "false"},
+        {"q": "task"},
+        {"q": "task", "order": "newest"},
+    ],
+)
+async def test_a_cursor_of_another_listing_is_422(
+    client: httpx.AsyncClient, other: dict[str, str]
+) -> None:
+    for i in range(3):
+        await create_task(client, title=f"task {i}")
+    first = await client.get("/users/alice/tasks", params={"limit": 1, "q": "task "})
+    next_url = LINK.match(first.headers["link"]).group("url")  # type: ignore[union-attr]
+    cursor = parse_qs(urlsplit(next_url).query)["cursor"][0]
+    same = await client.get(
+        "/users/alice/tasks", params={"limit": 1, "q": "task ", "cursor": cursor}
+    )
+    assert same.status_code == 200
+    response = await client.get(
+        "/users/alice/tasks", params={"limit": 1, "cursor": cursor, **other}
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "cursor"
+
+
 async def test_any_cursor_the_contract_allows_is_accepted(client: httpx.AsyncClient) -> None:
     await create_task(client)
-    for cursor in ("A" * 32, "_" * 32, "-" * 32, "z9" * 16):
-        response = await client.get("/users/alice/tasks", params={"cursor": cursor})
-        assert response.status_code == 200, cursor
+    for cursor in ("A" * 32, "_" * 32, "-" * 32, "z9" * 16, "A" * 40, "Zz_-" * 10):
+        for order in ("oldest", "newest"):
+            response = await client.get(
+                "/users/alice/tasks", params={"cursor": cursor, "order": order, "q": "milk"}
+            )
+            assert response.status_code == 200, (cursor, order)
 
 
 async def test_malformed_cursor_is_422(client: httpx.AsyncClient) -> None:
-    for cursor in ("short", "A" * 33, "=" * 32, "A" * 31 + "!"):
+    for cursor in ("short", "A" * 33, "A" * 41, "=" * 32, "A" * 31 + "!"):
         response = await client.get("/users/alice/tasks", params={"cursor": cursor})
         assert response.status_code == 422, cursor
         assert response.json()["errors"][0]["field"] == "cursor"
 
 
 def test_cursor_round_trip() -> None:
-    from datetime import UTC, datetime
-    from uuid import uuid4
-
     created_at, task_id = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), uuid4()
-    cursor = encode_cursor(created_at, task_id)
-    assert re.fullmatch(r"[A-Za-z0-9_-]{32}", cursor)
-    assert decode_cursor(cursor) == (created_at, task_id)
+    listing = Listing(newest_first=True, completed=False, search="milk")
+    cursor = encode_cursor(created_at, task_id, listing)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{40}", cursor)
+    assert decode_cursor(cursor, listing) == (created_at, task_id)
+    with pytest.raises(CursorOfAnotherListing):
+        decode_cursor(cursor, Listing(newest_first=True, completed=False, search="bread"))

@@ -1,10 +1,13 @@
 // The same flow with @hey-api/openapi-ts's SDK at its default settings (type-checked only).
 import { client } from "../.build/hey-api/client.gen";
 import {
+  countTasks,
   createTask,
   deleteTask,
+  deleteTasks,
   getTask,
   listTasks,
+  setAllTasksCompletion,
   toggleTaskCompletion,
   updateTask,
 } from "../.build/hey-api/sdk.gen";
@@ -21,7 +24,12 @@ export async function flow(): Promise<Task[]> {
   const task: Task = created.data;
   const location: string | null = created.response.headers.get("Location");
 
-  const done = await listTasks({ path, query: { completed: true, limit: 10 } });
+  const done = await listTasks({ path, query: { completed: true, limit: 10, order: "newest" } });
+  const found = await listTasks({ path, query: { q: "milk" } });
+  const left: number | undefined = (await countTasks({ path })).data?.open;
+  const updated = (await setAllTasksCompletion({ path, body: { is_completed: true } })).data;
+  const deleted = (await deleteTasks({ path, query: { completed: true } })).data?.deleted;
+  console.log(found.data?.length, left, updated?.updated, deleted);
   const first: Task | undefined = done.data?.[0];
   const link: string | null = done.response.headers.get("Link");
 

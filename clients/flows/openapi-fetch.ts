@@ -114,6 +114,33 @@ const gone = await client.GET("/users/{user_id}/tasks/{task_id}", {
 check(gone.error?.status === 404 && gone.error.title === "Not Found", "404 problem");
 check(gone.response.headers.get("Content-Type") === "application/problem+json", "problem+json");
 
+// Search, newest first: the Link of a search keeps the search.
+const searched = await client.GET("/users/{user_id}/tasks", {
+  params: { path, query: { q: "WATER", order: "newest", limit: 1 } },
+});
+check(searched.data?.[0]?.title === "Water the plants", "search ignores case");
+check(searched.response.headers.get("Link") === null, "one match, one page");
+
+// "N items left", "mark all as complete", "clear completed".
+const counts = await client.GET("/users/{user_id}/tasks/counts", { params: { path } });
+check(counts.data?.total === 2 && counts.data.open === 0, `counts ${JSON.stringify(counts.data)}`);
+const reopened = await client.PATCH("/users/{user_id}/tasks", {
+  params: { path },
+  body: { is_completed: false },
+});
+check(reopened.data?.updated === 2, "reopen all");
+const completedAll = await client.PATCH("/users/{user_id}/tasks", {
+  params: { path },
+  body: { is_completed: true },
+});
+check(completedAll.data?.updated === 2, "complete all");
+const cleared = await client.DELETE("/users/{user_id}/tasks", {
+  params: { path, query: { completed: true } },
+});
+check(cleared.data?.deleted === 2, "clear completed");
+const left = await client.GET("/users/{user_id}/tasks/counts", { params: { path } });
+check(left.data?.total === 0, "nothing left");
+
 // A 422 names each offending field.
 const invalid = await client.POST("/users/{user_id}/tasks", {
   params: { path },

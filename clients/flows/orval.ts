@@ -1,9 +1,12 @@
 // The same flow with orval's fetch client at its default settings (type-checked only).
 import {
+  countTasks,
   createTask,
   deleteTask,
+  deleteTasks,
   getTask,
   listTasks,
+  setAllTasksCompletion,
   toggleTaskCompletion,
   updateTask,
   type Task,
@@ -19,7 +22,15 @@ export async function flow(): Promise<Task[]> {
   const task: Task = created.data;
   const location: string | null = created.headers.get("Location");
 
-  const done = await listTasks("alice", { completed: true, limit: 10 }, init);
+  const done = await listTasks("alice", { completed: true, limit: 10, order: "newest" }, init);
+  const found = await listTasks("alice", { q: "milk" }, init);
+  const counts = await countTasks("alice", init);
+  const left: number | undefined = counts.status === 200 ? counts.data.open : undefined;
+  const updated = await setAllTasksCompletion("alice", { is_completed: true }, init);
+  const deleted = await deleteTasks("alice", { completed: true }, init);
+  if (updated.status === 200 && deleted.status === 200) {
+    console.log(found.status, left, updated.data.updated, deleted.data.deleted);
+  }
   const first: Task | undefined = done.status === 200 ? done.data[0] : undefined;
   const link: string | null = done.headers.get("Link");
 
