@@ -20,7 +20,7 @@ from app.tasks import Policy, TaskHandlers
 from generated.router import create_router
 
 
-async def get_handlers(request: Request) -> TaskHandlers:
+def get_handlers(request: Request) -> TaskHandlers:
     principal: Principal | None = getattr(request.state, "principal", None)
     return TaskHandlers(
         request.state.database,

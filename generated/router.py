@@ -9,7 +9,7 @@ import re
 from typing import Annotated, Any, Callable, List, Optional, Union
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import PlainValidator, conint, constr
 from pydantic_core import PydanticCustomError
 
@@ -115,13 +115,14 @@ OPERATION_IDS = (
 
 
 def create_router(
-    get_handlers: Callable[..., Any],
+    get_handlers: Callable[[Request], OperationHandlers],
     authorize: Callable[..., Any] | None,
     router: APIRouter | None = None,
 ) -> APIRouter:
     """Routes for every operation, added to `router` (a new APIRouter when not given).
 
-    `get_handlers` is a dependency that yields the implementation; `authorize`, when given, is a
+    `get_handlers` gives the implementation for a request (a plain call: a dependency would cost
+    a dependency's resolution on every request); `authorize`, when given, is a
     dependency run before every operation that the contract secures. Pass the app's own router
     (`app.router`) to register the routes directly on the app.
     """
@@ -137,10 +138,9 @@ def create_router(
         summary="Liveness probe",
     )
     async def get_health(
-        *,
-        handlers: OperationHandlers = Depends(get_handlers),
+        request: Request,
     ) -> Health | Response:
-        return await handlers.get_health()
+        return await get_handlers(request).get_health()
 
     @router.get(
         '/ready',
@@ -155,10 +155,9 @@ def create_router(
         summary="Readiness probe",
     )
     async def get_readiness(
-        *,
-        handlers: OperationHandlers = Depends(get_handlers),
+        request: Request,
     ) -> Health | Response:
-        return await handlers.get_readiness()
+        return await get_handlers(request).get_readiness()
 
     @router.get(
         '/users/{user_id}/tasks',
@@ -183,6 +182,7 @@ def create_router(
         dependencies=secured,
     )
     async def list_tasks(
+        request: Request,
         *,
         limit: Optional[conint(ge=1, le=1000)] = 100,
         cursor: Optional[
@@ -198,9 +198,8 @@ def create_router(
             constr(pattern=r'^[^\u0000]+$', min_length=1, max_length=100)
         ] = None,
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
-        handlers: OperationHandlers = Depends(get_handlers),
     ) -> List[Task] | Response:
-        return await handlers.list_tasks(
+        return await get_handlers(request).list_tasks(
             limit=limit,
             cursor=cursor,
             completed=completed,
@@ -245,15 +244,15 @@ def create_router(
         dependencies=secured,
     )
     async def create_task(
+        request: Request,
         *,
         idempotency_key: Optional[
             constr(pattern=r'^[\x21-\x7E]+$', min_length=1, max_length=255)
         ] = Header(None, alias='Idempotency-Key'),
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         body: TaskInput = ...,
-        handlers: OperationHandlers = Depends(get_handlers),
     ) -> Task | Response:
-        return await handlers.create_task(
+        return await get_handlers(request).create_task(
             idempotency_key=idempotency_key,
             user_id=user_id,
             body=body,
@@ -291,12 +290,12 @@ def create_router(
         dependencies=secured,
     )
     async def set_all_tasks_completion(
+        request: Request,
         *,
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
         body: CompletionForAll = ...,
-        handlers: OperationHandlers = Depends(get_handlers),
     ) -> UpdatedCount | Response:
-        return await handlers.set_all_tasks_completion(
+        return await get_handlers(request).set_all_tasks_completion(
             user_id=user_id,
             body=body,
         )
@@ -324,12 +323,12 @@ def create_router(
         dependencies=secured,
     )
     async def delete_tasks(
+        request: Request,
         *,
         completed: QueryBoolean,
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
-        handlers: OperationHandlers = Depends(get_handlers),
     ) -> DeletedCount | Response:
-        return await handlers.delete_tasks(
+        return await get_handlers(request).delete_tasks(
             completed=completed,
             user_id=user_id,
         )
@@ -357,11 +356,11 @@ def create_router(
         dependencies=secured,
     )
     async def count_tasks(
+        request: Request,
         *,
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
-        handlers: OperationHandlers = Depends(get_handlers),
     ) -> TaskCounts | Response:
-        return await handlers.count_tasks(
+        return await get_handlers(request).count_tasks(
             user_id=user_id,
         )
 
@@ -394,13 +393,13 @@ def create_router(
         dependencies=secured,
     )
     async def get_task(
+        request: Request,
         *,
         if_none_match: Optional[str] = Header(None, alias='If-None-Match'),
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
-        handlers: OperationHandlers = Depends(get_handlers),
     ) -> Task | Response:
-        return await handlers.get_task(
+        return await get_handlers(request).get_task(
             if_none_match=if_none_match,
             user_id=user_id,
             task_id=task_id,
@@ -447,14 +446,14 @@ def create_router(
         dependencies=secured,
     )
     async def replace_task(
+        request: Request,
         *,
         if_match: Optional[str] = Header(None, alias='If-Match'),
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
         body: TaskInput = ...,
-        handlers: OperationHandlers = Depends(get_handlers),
     ) -> Task | Response:
-        return await handlers.replace_task(
+        return await get_handlers(request).replace_task(
             if_match=if_match,
             user_id=user_id,
             task_id=task_id,
@@ -502,14 +501,14 @@ def create_router(
         dependencies=secured,
     )
     async def update_task(
+        request: Request,
         *,
         if_match: Optional[str] = Header(None, alias='If-Match'),
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
         body: TaskPatch = ...,
-        handlers: OperationHandlers = Depends(get_handlers),
     ) -> Task | Response:
-        return await handlers.update_task(
+        return await get_handlers(request).update_task(
             if_match=if_match,
             user_id=user_id,
             task_id=task_id,
@@ -552,13 +551,13 @@ def create_router(
         dependencies=secured,
     )
     async def delete_task(
+        request: Request,
         *,
         if_match: Optional[str] = Header(None, alias='If-Match'),
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
-        handlers: OperationHandlers = Depends(get_handlers),
     ) -> None:
-        return await handlers.delete_task(
+        return await get_handlers(request).delete_task(
             if_match=if_match,
             user_id=user_id,
             task_id=task_id,
@@ -599,13 +598,13 @@ def create_router(
         dependencies=secured,
     )
     async def toggle_task_completion(
+        request: Request,
         *,
         if_match: Optional[str] = Header(None, alias='If-Match'),
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
-        handlers: OperationHandlers = Depends(get_handlers),
     ) -> Task | Response:
-        return await handlers.toggle_task_completion(
+        return await get_handlers(request).toggle_task_completion(
             if_match=if_match,
             user_id=user_id,
             task_id=task_id,
