@@ -63,6 +63,7 @@ class Task(SQLModel, table=True):
             postgresql_using="gin",
             postgresql_ops={"title": "gin_trgm_ops", "description": "gin_trgm_ops"},
         ),
+        {"postgresql_with": {"fillfactor": 80}},
     )
 
     id: UUID = Field(

@@ -44,6 +44,27 @@ local function create()
     '{"title":"bench task ' .. counter .. '","description":"made under load"}')
 end
 
+local function create_keyed()
+  local user = pick()
+  counter = counter + 1
+  local headers = {
+    ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = "bench-" .. thread_index .. "-" .. counter,
+  }
+  return wrk.format("POST", "/users/" .. user .. "/tasks", headers,
+    '{"title":"bench task ' .. counter .. '","description":"made under load"}')
+end
+
+-- Each task of its slice once, with the entity tag every loaded task starts with.
+local function patch_if_match()
+  cursor = cursor + 1
+  local pair = ids[cursor]
+  counter = counter + 1
+  local headers = { ["Content-Type"] = "application/json", ["If-Match"] = '"1"' }
+  return wrk.format("PATCH", "/users/" .. pair[1] .. "/tasks/" .. pair[2], headers,
+    '{"title":"renamed ' .. counter .. '"}')
+end
+
 local function patch()
   local user, id = pick()
   counter = counter + 1
@@ -54,6 +75,27 @@ end
 local function toggle()
   local user, id = pick()
   return wrk.format("PATCH", "/users/" .. user .. "/tasks/" .. id .. "/complete")
+end
+
+local function search()
+  local user = pick()
+  return wrk.format("GET", "/users/" .. user .. "/tasks?limit=100&q=task%20" .. math.random(999))
+end
+
+local function counts()
+  local user = pick()
+  return wrk.format("GET", "/users/" .. user .. "/tasks/counts")
+end
+
+local function complete_all()
+  local user = pick()
+  local state = math.random(2) == 1 and "true" or "false"
+  return wrk.format("PATCH", "/users/" .. user .. "/tasks", json, '{"is_completed":' .. state .. '}')
+end
+
+local function clear_completed()
+  local user = pick()
+  return wrk.format("DELETE", "/users/" .. user .. "/tasks?completed=true")
 end
 
 local function delete()
@@ -76,10 +118,16 @@ local generators = {
   list_100 = function() return list(100) end,
   list_1000 = function() return list(1000) end,
   create = create,
+  create_keyed = create_keyed,
+  patch_if_match = patch_if_match,
   patch = patch,
   toggle = toggle,
   delete = delete,
   mixed = mixed,
+  search = search,
+  counts = counts,
+  complete_all = complete_all,
+  clear_completed = clear_completed,
 }
 
 request = generators[scenario]
