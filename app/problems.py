@@ -50,20 +50,25 @@ class TaskLimitReached(DomainError):
         self.detail = f"A user can hold at most {limit} tasks; delete some to create more."
 
 
-class CursorOfAnotherListing(DomainError):
+class InvalidField(DomainError):
+    """A 422 for a rule that the contract states in words, not in its schema."""
+
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     detail = "The request does not match the contract."
 
-    def __init__(self) -> None:
+    def __init__(self, location: Location, field: str, message: str) -> None:
         super().__init__()
-        self.errors = [
-            FieldError(
-                location=Location.query,
-                field="cursor",
-                message="This cursor belongs to a listing with another order, filter or search;"
-                " start again from the first page.",
-            )
-        ]
+        self.errors = [FieldError(location=location, field=field, message=message)]
+
+
+class CursorOfAnotherListing(InvalidField):
+    def __init__(self) -> None:
+        super().__init__(
+            Location.query,
+            "cursor",
+            "This cursor belongs to a listing with another order, filter or search;"
+            " start again from the first page.",
+        )
 
 
 class PreconditionFailed(DomainError):
@@ -95,19 +100,13 @@ class IdempotencyKeyInUse(DomainError):
         self.headers = {"Retry-After": "1"}
 
 
-class IdempotencyKeyReused(DomainError):
-    status = HTTPStatus.UNPROCESSABLE_ENTITY
-    detail = "The request does not match the contract."
-
+class IdempotencyKeyReused(InvalidField):
     def __init__(self) -> None:
-        super().__init__()
-        self.errors = [
-            FieldError(
-                location=Location.header,
-                field="Idempotency-Key",
-                message="This key was used before with a different request body.",
-            )
-        ]
+        super().__init__(
+            Location.header,
+            "Idempotency-Key",
+            "This key was used before with a different request body.",
+        )
 
 
 class Unauthorized(DomainError):
