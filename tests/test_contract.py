@@ -71,9 +71,8 @@ async def test_the_contract_file_is_served_as_written(client: httpx.AsyncClient)
 
 def test_check_generated_fails_after_a_contract_edit(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
-    shutil.copytree(
-        ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".data", ".git", "reports", ".*cache")
-    )
+    ignored = shutil.ignore_patterns(".venv", ".data", ".git", "reports", ".*cache", "__pycache__")
+    shutil.copytree(ROOT, copy, ignore=ignored)
     (copy / ".venv").symlink_to(ROOT / ".venv")
     check = ["make", "-s", "check-generated"]
     assert subprocess.run(check, cwd=copy, capture_output=True, check=False).returncode == 0
