@@ -1,6 +1,6 @@
 """`python -m app serve|migrate`: what `make run` and `make migrate` call."""
 
-import logging
+import logging.config
 import os
 import sys
 
@@ -8,6 +8,7 @@ import uvicorn
 
 from app.config import get_settings
 from app.embedded import start_embedded_postgres
+from app.logs import log_config
 from app.migrate import upgrade
 
 
@@ -22,7 +23,7 @@ def _database_url() -> str:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=get_settings().log_level.upper(), format="%(message)s")
+    logging.config.dictConfig(log_config(get_settings().log_level))
     command = argv[1] if len(argv) > 1 else "serve"
     if command not in ("serve", "migrate"):
         print("usage: python -m app [serve|migrate]", file=sys.stderr)
@@ -36,6 +37,7 @@ def main(argv: list[str]) -> int:
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
+            log_config=log_config(settings.log_level),  # in every worker process too
             log_level=settings.log_level,
             access_log=False,
             proxy_headers=True,

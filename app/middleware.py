@@ -1,6 +1,5 @@
 """ASGI middleware: the request body's guard, and access logs with a request id."""
 
-import json
 import logging
 import os
 import re
@@ -11,6 +10,7 @@ import orjson
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.logs import request_id as current_request_id
 from app.problems import problem_response
 
 MAX_BODY_BYTES = 64 * 1024
@@ -116,6 +116,7 @@ class AccessLog:
             "latin-1"
         )
         request_id = given if _REQUEST_ID.match(given) else os.urandom(16).hex()
+        current_request_id.set(request_id)  # for every log line written while handling it
         started = time.perf_counter()
         status = 500
 
@@ -134,7 +135,7 @@ class AccessLog:
         finally:
             if access_logger.isEnabledFor(logging.INFO):
                 access_logger.info(
-                    json.dumps(
+                    orjson.dumps(
                         {
                             "request_id": request_id,
                             "method": scope["method"],
@@ -142,5 +143,5 @@ class AccessLog:
                             "status": status,
                             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                         }
-                    )
+                    ).decode()
                 )
