@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     db_idle_lifetime: float = Field(default=240.0, gt=0)
     db_statement_cache: bool = True
 
+    # Operations: bounded waits on the database.
+    db_statement_timeout: float = Field(default=5.0, gt=0, le=3600)
+    db_lock_timeout: float = Field(default=2.0, gt=0, le=3600)
+
     auth_mode: Literal["none", "jwt"] = "none"
     jwks_url: str | None = None
     jwt_secret: SecretStr | None = None

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from app.auth import Authenticator, Principal, authorize
 from app.config import Settings, get_settings
-from app.db import Database, create_pool
+from app.db import open_database
 from app.middleware import AccessLog, BodyGuard
 from app.problems import install_problem_handlers
 from app.tasks import TaskHandlers
@@ -61,20 +61,17 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        pool = await create_pool(settings, url)
+        database = await open_database(settings, url)
         http = httpx.AsyncClient(timeout=5.0)
         authenticator = Authenticator(settings, http) if jwt_mode else None
         # Everything loaded so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise stall requests for tens of milliseconds under load.
         gc.freeze()
         try:
-            yield {
-                "database": Database(pool, settings.db_pool_size, settings.db_pool_timeout),
-                "authenticator": authenticator,
-            }
+            yield {"database": database, "authenticator": authenticator}
         finally:
             await http.aclose()
-            await pool.close()
+            await database.close()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     create_router(get_handlers, authorize if jwt_mode else None, router=app.router)

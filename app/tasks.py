@@ -168,14 +168,17 @@ class TaskHandlers(OperationHandlers):
         )
 
     async def delete_task(self, *, user_id: str, task_id: UUID) -> None:
-        if await self.database.fetchval(DELETE, user_id, task_id) is None:
+        if await self.database.fetchval(DELETE, user_id, task_id, row=task_id) is None:
             raise TaskNotFound
 
     async def toggle_task_completion(self, *, user_id: str, task_id: UUID) -> Task | Response:
         return await self._one(TOGGLE, user_id, task_id)
 
-    async def _one(self, query: str, *args: object) -> Response:
-        task = await self.database.fetchval(query, *args)
+    async def _one(self, query: str, user_id: str, task_id: UUID, *args: object) -> Response:
+        # Changes to one task take turns (app/db.py): behind a lock on its row, only one of them
+        # waits holding a connection.
+        row = None if query is GET else task_id
+        task = await self.database.fetchval(query, user_id, task_id, *args, row=row)
         if task is None:
             raise TaskNotFound
         assert isinstance(task, str)

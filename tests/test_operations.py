@@ -4,9 +4,10 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-import asyncpg
 import httpx
 import pytest
+from asyncpg.connection import Connection
+from asyncpg.prepared_stmt import PreparedStatement
 
 from app.config import Settings
 from app.tasks import GET, LIST
@@ -39,13 +40,18 @@ async def test_every_operation_is_one_statement(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     statements: list[str] = []
-    execute = asyncpg.connection.Connection._execute
 
-    async def counted(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
-        statements.append(query)
-        return await execute(self, query, *args, **kwargs)
+    def counting(method: Any) -> Any:
+        async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            query = self.get_query() if isinstance(self, PreparedStatement) else args[0]
+            statements.append(query)
+            return await method(self, *args, **kwargs)
 
-    monkeypatch.setattr(asyncpg.connection.Connection, "_execute", counted)
+        return counted
+
+    monkeypatch.setattr(Connection, "_execute", counting(Connection._execute))
+    for name in ("fetch", "fetchrow", "fetchval", "executemany"):
+        monkeypatch.setattr(PreparedStatement, name, counting(getattr(PreparedStatement, name)))
     task = await create_task(client)
     assert len(statements) == 1  # the owner's row and the task, in one statement
     url = f"/users/alice/tasks/{task['id']}"
