@@ -30,11 +30,12 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_connect_timeout: float = Field(default=10.0, gt=0)
     db_idle_lifetime: float = Field(default=240.0, gt=0)
-    db_statement_cache: bool = True
 
-    # Operations: bounded waits on the database.
+    # Operations: bounded waits on the database, poolers.
     db_statement_timeout: float = Field(default=5.0, gt=0, le=3600)
     db_lock_timeout: float = Field(default=2.0, gt=0, le=3600)
+    db_transaction_pooler: bool | None = None  # unset: detected from the host (Neon's -pooler)
+    db_statement_cache: bool | None = None  # unset: on, except behind a transaction-mode pooler
 
     auth_mode: Literal["none", "jwt"] = "none"
     jwks_url: str | None = None

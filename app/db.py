@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 from asyncpg.prepared_stmt import PreparedStatement
+from sqlalchemy.engine import URL
 
 from app.config import Settings, asyncpg_url
 from app.logs import describe
@@ -42,6 +43,8 @@ UNAVAILABLE = (
     asyncpg.LockNotAvailableError,  # 55P03: lock timeout
     asyncpg.TransactionRollbackError,  # 40: serialization failure, deadlock
 )
+# What a transaction-mode pooler without prepared-statement support makes of named statements.
+LOST_STATEMENTS = (asyncpg.InvalidSQLStatementNameError, asyncpg.DuplicatePreparedStatementError)
 # A statement prepared before a schema change.
 STALE_STATEMENTS = (asyncpg.InvalidCachedStatementError, asyncpg.OutdatedSchemaCacheError)
 
@@ -79,35 +82,45 @@ class _Outage:
         self._failures = 0
 
 
-def server_settings(settings: Settings) -> dict[str, str]:
-    """Settings each new connection starts with: PostgreSQL itself cancels what outlasts them."""
-    return {
-        "timezone": "UTC",  # the contract's date-times are UTC
-        "statement_timeout": str(round(settings.db_statement_timeout * 1000)),
-        "lock_timeout": str(round(settings.db_lock_timeout * 1000)),
-    }
+def behind_transaction_pooler(settings: Settings, url: URL) -> bool:
+    if settings.db_transaction_pooler is not None:
+        return settings.db_transaction_pooler
+    return (url.host or "").split(".", 1)[0].endswith("-pooler")  # Neon's pooled endpoint
+
+
+def server_settings(settings: Settings, *, pooled: bool) -> dict[str, str]:
+    """Settings sent with each new connection; a transaction-mode pooler refuses all but a few."""
+    sent = {"timezone": "UTC"}  # the contract's date-times are UTC; PgBouncer keeps this one
+    if not pooled:
+        sent["statement_timeout"] = str(round(settings.db_statement_timeout * 1000))
+        sent["lock_timeout"] = str(round(settings.db_lock_timeout * 1000))
+    return sent
 
 
 async def open_database(settings: Settings, database_url: str) -> "Database":
     url, connect_args = asyncpg_url(database_url)
+    pooled = behind_transaction_pooler(settings, url)
     connect = {
         **connect_args,
         "timeout": settings.db_connect_timeout,
         "statement_cache_size": 0,  # each connection keeps its statements itself (app/pool.py)
-        "server_settings": server_settings(settings),
+        "server_settings": server_settings(settings, pooled=pooled),
     }
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     pool = Pool(dsn, connect, size=settings.db_pool_size, idle_lifetime=settings.db_idle_lifetime)
-    return Database(pool, settings)
+    return Database(pool, settings, pooled=pooled)
 
 
 class Database:
     """Runs one statement on a pooled connection, every wait bounded."""
 
-    def __init__(self, pool: Pool, settings: Settings) -> None:
-        # Named statements are parsed once per connection; unnamed ones, for a PgBouncer without
-        # prepared-statement support, are parsed and executed in one round trip.
-        self.named = settings.db_statement_cache
+    def __init__(self, pool: Pool, settings: Settings, *, pooled: bool) -> None:
+        self.pooled = pooled
+        # Named statements are parsed once per connection. Behind a transaction-mode pooler a
+        # statement may reach another server connection than the one it was prepared on, so each
+        # is sent unnamed, parsed and executed in one round trip.
+        cache = settings.db_statement_cache
+        self.named: bool = cache if cache is not None else not pooled
         self._pool = pool
         self._turns = Turns()
         self._acquire_timeout = settings.db_pool_timeout
@@ -139,7 +152,12 @@ class Database:
     ) -> Any:
         connection = await self._acquire(row)
         try:
-            result = await self._execute(connection, execute, query, args)
+            try:
+                result = await self._execute(connection, execute, query, args)
+            except LOST_STATEMENTS as error:
+                self._use_unnamed_statements(error)
+                # It failed at Parse or Bind, before it ran: run it once more, unnamed.
+                result = await self._execute(connection, execute, query, args)
         except BaseException as error:
             if not isinstance(error, asyncpg.PostgresError) or isinstance(error, STALE_STATEMENTS):
                 # A timeout or a cancellation leaves the connection mid-statement, and a schema
@@ -160,8 +178,8 @@ class Database:
         named = self.named
         statement = connection.statements[named].get(query)
         if statement is None:
-            # A name is the query's digest: whatever prepared a statement of that name on a server
-            # connection, it is this very query.
+            # A name is the query's digest: whichever client prepared a statement of that name
+            # on a shared server connection, it is this very query.
             name = "tasks_" + hashlib.blake2b(query.encode(), digest_size=12).hexdigest()
             statement = await connection.prepare(
                 query, name=name if named else None, timeout=self._timeout
@@ -190,7 +208,14 @@ class Database:
             raise DatabaseUnavailable from error
 
     async def _connection(self) -> Connection:
-        return await self._pool.acquire()
+        timeouts_sent = not self.pooled
+        try:
+            return await self._pool.acquire()
+        except asyncpg.ProtocolViolationError as error:
+            if not timeouts_sent or "startup parameter" not in str(error):
+                raise
+            self._connect_without_server_settings(error)
+            return await self._pool.acquire()
 
     def _release(self, connection: Connection, row: Hashable) -> None:
         self._pool.release(connection)
@@ -199,10 +224,33 @@ class Database:
 
     def _failed(self, error: Exception) -> Exception:
         """The error to raise for a failed statement, noting the failure of the database."""
-        if isinstance(error, UNAVAILABLE + STALE_STATEMENTS):
+        if isinstance(error, UNAVAILABLE + LOST_STATEMENTS + STALE_STATEMENTS):
             reason = describe(error)
             if isinstance(error, TimeoutError):
                 reason = f"no answer within {self._timeout:g} s"
             self._outage.failed(reason)
             return DatabaseUnavailable()
         return error
+
+    def _use_unnamed_statements(self, error: Exception) -> None:
+        if self.named:
+            self.named = False
+            logger.error(
+                "prepared statements do not survive between statements (%s): DATABASE_URL leads "
+                "through a transaction-mode pooler without prepared-statement support. Switched "
+                "to unnamed statements; set DB_TRANSACTION_POOLER=true to start that way.",
+                describe(error),
+            )
+
+    def _connect_without_server_settings(self, error: Exception) -> None:
+        """A pooler that refuses startup parameters is in front: connect as it allows."""
+        if self.pooled:
+            return
+        self.pooled = True
+        self._pool.connect["server_settings"] = {"timezone": "UTC"}
+        logger.error(
+            "the server refused the connection settings (%s): DATABASE_URL leads through a "
+            "transaction-mode pooler. Connecting without them; set DB_TRANSACTION_POOLER=true "
+            "to start that way, and set the timeouts on the role (see README, Operations).",
+            describe(error),
+        )

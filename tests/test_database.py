@@ -1,11 +1,15 @@
-"""Bounded waits on the database, and both statement modes."""
+"""Bounded waits on the database, and the statement modes for direct and pooled connections."""
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from app.config import Settings
-from app.db import open_database
+from app.db import behind_transaction_pooler, open_database, server_settings
 from app.problems import DatabaseUnavailable
 from tests.conftest import create_task, serving
+
+NEON_POOLER = "postgresql://u:p@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech/neondb"
+NEON_DIRECT = "postgresql://u:p@ep-cool-darkness-123456.us-east-2.aws.neon.tech/neondb"
 
 
 def _settings(**values: object) -> Settings:
@@ -38,6 +42,34 @@ async def test_a_statement_over_its_timeout_is_503_and_the_connection_stays(
         )
     finally:
         await database.close()
+
+
+def test_a_neon_pooler_host_is_a_transaction_pooler() -> None:
+    assert behind_transaction_pooler(_settings(), make_url(NEON_POOLER))
+    assert not behind_transaction_pooler(_settings(), make_url(NEON_DIRECT))
+    assert not behind_transaction_pooler(_settings(), make_url("postgresql://u@localhost/db"))
+    declared = _settings(db_transaction_pooler=True)
+    assert behind_transaction_pooler(declared, make_url("postgresql://u@localhost/db"))
+    # Behind a pooler only the time zone travels with the connection; PgBouncer refuses the rest.
+    assert server_settings(_settings(), pooled=True) == {"timezone": "UTC"}
+    assert server_settings(_settings(), pooled=False) == {
+        "timezone": "UTC",
+        "statement_timeout": "5000",
+        "lock_timeout": "2000",
+    }
+
+
+async def test_a_pooler_host_gets_unnamed_statements(database_url: str) -> None:
+    pooled = await open_database(_settings(db_transaction_pooler=True), database_url)
+    direct = await open_database(_settings(), database_url)
+    overridden = await open_database(
+        _settings(db_transaction_pooler=True, db_statement_cache=True), database_url
+    )
+    try:
+        assert (pooled.named, direct.named, overridden.named) == (False, True, True)
+    finally:
+        for database in (pooled, direct, overridden):
+            await database.close()
 
 
 @pytest.mark.parametrize("statement_cache", [True, False])
