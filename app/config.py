@@ -31,11 +31,13 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(default=10.0, gt=0)
     db_idle_lifetime: float = Field(default=240.0, gt=0)
 
-    # Operations: bounded waits on the database, poolers.
+    # Operations: bounded waits on the database, poolers, migrations.
     db_statement_timeout: float = Field(default=5.0, gt=0, le=3600)
     db_lock_timeout: float = Field(default=2.0, gt=0, le=3600)
     db_transaction_pooler: bool | None = None  # unset: detected from the host (Neon's -pooler)
     db_statement_cache: bool | None = None  # unset: on, except behind a transaction-mode pooler
+    migration_database_url: str | None = None  # unset: DATABASE_URL
+    migrate_on_start: bool = True
 
     auth_mode: Literal["none", "jwt"] = "none"
     jwks_url: str | None = None

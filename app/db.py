@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL
 from app.config import Settings, asyncpg_url
 from app.logs import describe
 from app.pool import Connection, Pool, Turns
-from app.problems import DatabaseUnavailable
+from app.problems import DatabaseNotReady, DatabaseUnavailable
 
 logger = logging.getLogger("app.db")
 
@@ -121,6 +121,7 @@ class Database:
         # is sent unnamed, parsed and executed in one round trip.
         cache = settings.db_statement_cache
         self.named: bool = cache if cache is not None else not pooled
+        self.ready = not settings.migrate_on_start  # set once the migrations are applied
         self._pool = pool
         self._turns = Turns()
         self._acquire_timeout = settings.db_pool_timeout
@@ -150,6 +151,8 @@ class Database:
     async def _run(
         self, execute: Execute, query: str, args: tuple[object, ...], row: Hashable
     ) -> Any:
+        if not self.ready:
+            raise DatabaseNotReady
         connection = await self._acquire(row)
         try:
             try:
@@ -254,3 +257,18 @@ class Database:
             "to start that way, and set the timeouts on the role (see README, Operations).",
             describe(error),
         )
+
+    async def server_bounds(self) -> tuple[str, int, int]:
+        """The role, and the statement and lock timeouts in force on a connection, in ms."""
+        connection = await self._acquire(None)
+        try:
+            record = await connection.fetchrow(
+                "SELECT current_user::text,"
+                " (SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'),"
+                " (SELECT setting::int FROM pg_settings WHERE name = 'lock_timeout')",
+                timeout=self._timeout,
+            )
+        finally:
+            self._release(connection, None)
+        assert record is not None
+        return record[0], record[1], record[2]

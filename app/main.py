@@ -1,5 +1,6 @@
 """The app factory: the generated router wired to the handlers, the contract served as written."""
 
+import asyncio
 import gc
 import inspect
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from app.config import Settings, get_settings
 from app.db import open_database
 from app.middleware import AccessLog, BodyGuard
 from app.problems import install_problem_handlers
+from app.startup import prepare_database
 from app.tasks import TaskHandlers
 from generated.router import create_router
 
@@ -62,6 +64,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         database = await open_database(settings, url)
+        migration_url = settings.migration_database_url or url
+        preparing = asyncio.create_task(prepare_database(database, settings, migration_url))
         http = httpx.AsyncClient(timeout=5.0)
         authenticator = Authenticator(settings, http) if jwt_mode else None
         # Everything loaded so far lives as long as the process: keep it out of the collector's
@@ -70,6 +74,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         try:
             yield {"database": database, "authenticator": authenticator}
         finally:
+            preparing.cancel()
             await http.aclose()
             await database.close()
 

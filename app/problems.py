@@ -38,6 +38,10 @@ class DatabaseUnavailable(DomainError):
     headers = {"Retry-After": RETRY_AFTER_SECONDS}  # noqa: RUF012  (never mutated)
 
 
+class DatabaseNotReady(DatabaseUnavailable):
+    detail = "The database is not ready yet; retry later."
+
+
 class Unauthorized(DomainError):
     """RFC 6750: a challenge always; `error="invalid_token"` when a token was sent."""
 

@@ -13,7 +13,7 @@ NEON_DIRECT = "postgresql://u:p@ep-cool-darkness-123456.us-east-2.aws.neon.tech/
 
 
 def _settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    return Settings(_env_file=None, migrate_on_start=False, **values)  # type: ignore[arg-type]
 
 
 async def test_every_connection_has_the_statement_and_lock_timeouts(database_url: str) -> None:
