@@ -4,12 +4,11 @@ import logging.config
 import os
 import sys
 
-import uvicorn
-
 from app.config import get_settings
 from app.embedded import start_embedded_postgres
 from app.logs import describe, log_config
 from app.migrate import upgrade
+from app.server import serve
 
 
 def _database_url() -> str:
@@ -47,19 +46,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m app [serve|migrate]", file=sys.stderr)
         return 2
     _database_url()
-    settings = get_settings()
-    # The app applies the migrations itself, once the database answers.
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=log_config(settings.log_level),  # in every worker process too
-        log_level=settings.log_level,
-        access_log=False,
-        proxy_headers=True,
-    )
+    serve(get_settings())  # applies the migrations itself, once the database answers
     return 0
 
 

@@ -78,7 +78,10 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             await http.aclose()
             await database.close()
 
-    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    # No redirects: the contract has no trailing-slash paths, and a redirect would echo Host.
+    app = FastAPI(
+        lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False
+    )
     create_router(get_handlers, authorize if jwt_mode else None, router=app.router)
     _contract_routes(app)
     install_problem_handlers(app)

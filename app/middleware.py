@@ -1,5 +1,6 @@
 """ASGI middleware: the request body's guard, and access logs with a request id."""
 
+import asyncio
 import logging
 import os
 import re
@@ -11,7 +12,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import request_id as current_request_id
-from app.problems import problem_response
+from app.problems import RETRY_AFTER_SECONDS, problem_response
 
 MAX_BODY_BYTES = 64 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -119,11 +120,13 @@ class AccessLog:
         current_request_id.set(request_id)  # for every log line written while handling it
         started = time.perf_counter()
         status = 500
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
+                answered = True
                 message["headers"] = [
                     *message.get("headers", ()),
                     (b"x-request-id", request_id.encode()),
@@ -132,6 +135,12 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # The server's shutdown grace ran out: answer what was cancelled, and end quietly.
+            if not answered:
+                retry = {"Retry-After": RETRY_AFTER_SECONDS, "Connection": "close"}
+                detail = "The service is shutting down; retry."
+                await problem_response(503, detail, retry)(scope, receive, send_with_id)
         finally:
             if access_logger.isEnabledFor(logging.INFO):
                 access_logger.info(

@@ -72,6 +72,11 @@ def problem_response(
     )
 
 
+def problem_body(status: int, detail: str) -> bytes:
+    """A problem document's bytes, for answers the server writes before the app sees a request."""
+    return bytes(problem_response(status, detail).body)
+
+
 def _field_error(error: dict[str, Any]) -> FieldError:
     location, *path = error["loc"] or ("body",)
     if location not in Location.__members__:
