@@ -74,8 +74,8 @@ class _Outage:
         if self.since is None or now - self._last_failure < QUIET_PERIOD:
             return
         logger.warning(
-            "database available again after %.1f s; %d requests failed",
-            now - self.since,
+            "database available again; requests failed for %.1f s, %d of them",
+            self._last_failure - self.since,
             self._failures,
         )
         self.since = None

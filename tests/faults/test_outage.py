@@ -87,7 +87,7 @@ async def test_database_stopped_under_writes(
     assert len(went) == 1, log
     assert len(back) == 1, log
     assert re.search(r"request_id=[0-9a-f]{32} ", went[0])
-    count = re.search(r"; (\d+) requests failed", back[0])
+    count = re.search(r"requests failed for [0-9.]+ s, (\d+) of them", back[0])
     assert count is not None
     failed_probes = [probe for probe in probes if probe.status == 503]
     assert int(count.group(1)) == len(failed) + len(failed_probes)
