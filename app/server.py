@@ -10,6 +10,7 @@
 """
 
 import asyncio
+import contextlib
 import os
 import resource
 import signal
@@ -208,10 +209,11 @@ def serve(settings: Settings) -> None:
         multiprocess.Process = Worker  # type: ignore[misc]
         Supervisor(config, sockets=[config.bind_socket()]).run()
         return
-    # uvicorn raises SIGTERM again once it has stopped gracefully; that is a clean exit.
+    # uvicorn raises the signal again once it has stopped gracefully: that is a clean exit.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     server = Server(config)
-    server.run()
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     if not server.started:
         raise SystemExit(3)  # uvicorn's start-up failure status
 
