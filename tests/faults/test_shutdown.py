@@ -90,7 +90,7 @@ async def test_shutdown_cancels_what_outlasts_the_grace(database: str, tmp_path:
             exit_code = await asyncio.to_thread(running.process.wait, 30)
             exited_after = time.monotonic() - terminated_at
             await transaction.rollback()
-        after = await connection_title(database, task["id"])
+        after = await _title(database, task["id"])
 
     assert exit_code == 0
     assert exited_after < 3 + SLACK
@@ -102,7 +102,7 @@ async def test_shutdown_cancels_what_outlasts_the_grace(database: str, tmp_path:
     assert running.log_lines("timeout graceful shutdown exceeded")
 
 
-async def connection_title(database: str, task_id: str) -> str:
+async def _title(database: str, task_id: str) -> str:
     async with connect(database) as connection:
         title: str = await connection.fetchval("SELECT title FROM tasks WHERE id = $1", task_id)
         return title
