@@ -68,7 +68,7 @@ class Pool:
 
     def retire(self, connection: Connection) -> None:
         """Take a connection whose statement did not finish out of the pool, and close it once
-        the server has been asked to cancel that statement: a write then never commits after its
+        the server has been asked to cancel that statement: a write then does not commit after its
         request has been answered. A server that does not answer gets CLOSE_TIMEOUT."""
         connection.retired = True
         closing = asyncio.create_task(_close(connection))
