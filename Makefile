@@ -114,3 +114,13 @@ smoke: install $(NODE_INSTALLED) ## Run the openapi-fetch flow against a live se
 bench: install ## Load 1M tasks and measure the service beside a bare asyncpg reference (wrk)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.run
+
+# Operations: the fault tests, each against PostgreSQL (and PgBouncer) processes of its own that it
+# stops, freezes and locks. CI runs them after `make test`; PgBouncer comes from Debian's package.
+.PHONY: test-faults
+
+test-faults: install ## Outage, frozen database, locks, SIGTERM, start-up, PgBouncer (a few minutes)
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; } || \
+		echo "pgbouncer could not be installed: its tests will be skipped"
+	$(BIN)/pytest tests/faults

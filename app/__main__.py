@@ -1,14 +1,14 @@
 """`python -m app serve|migrate`: what `make run` and `make migrate` call."""
 
-import logging
+import logging.config
 import os
 import sys
 
-import uvicorn
-
 from app.config import get_settings
 from app.embedded import start_embedded_postgres
+from app.logs import describe, log_config
 from app.migrate import upgrade
+from app.server import serve
 
 
 def _database_url() -> str:
@@ -21,25 +21,32 @@ def _database_url() -> str:
     return url
 
 
+def _migrate() -> int:
+    """Apply the migrations now, or say in one line why not: a deployment step fails fast."""
+    settings = get_settings()
+    url = settings.migration_database_url or _database_url()
+    try:
+        upgrade(
+            url,
+            connect_timeout=settings.db_connect_timeout,
+            lock_timeout=settings.db_lock_timeout,
+        )
+    except Exception as error:  # no traceback: the cause is the answer
+        print(f"migrate: the migrations were not applied: {describe(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=get_settings().log_level.upper(), format="%(message)s")
+    logging.config.dictConfig(log_config(get_settings().log_level))
     command = argv[1] if len(argv) > 1 else "serve"
-    if command not in ("serve", "migrate"):
+    if command == "migrate":
+        return _migrate()
+    if command != "serve":
         print("usage: python -m app [serve|migrate]", file=sys.stderr)
         return 2
-    upgrade(_database_url())
-    if command == "serve":
-        settings = get_settings()
-        uvicorn.run(
-            "app.main:create_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=settings.log_level,
-            access_log=False,
-            proxy_headers=True,
-        )
+    _database_url()
+    serve(get_settings())  # applies the migrations itself, once the database answers
     return 0
 
 

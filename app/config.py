@@ -30,7 +30,18 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_connect_timeout: float = Field(default=10.0, gt=0)
     db_idle_lifetime: float = Field(default=240.0, gt=0)
-    db_statement_cache: bool = True
+
+    # Operations: bounded waits on the database, poolers, migrations, the HTTP server, shutdown.
+    db_statement_timeout: float = Field(default=5.0, gt=0, le=3600)
+    db_lock_timeout: float = Field(default=2.0, gt=0, le=3600)
+    db_transaction_pooler: bool | None = None  # unset: detected from the host (Neon's -pooler)
+    db_statement_cache: bool | None = None  # unset: on, except behind a transaction-mode pooler
+    migration_database_url: str | None = None  # unset: DATABASE_URL
+    migrate_on_start: bool = True
+    http_keepalive_timeout: int = Field(default=75, ge=1, le=3600)
+    http_read_timeout: float = Field(default=10.0, gt=0, le=300)
+    http_max_header_bytes: int = Field(default=32 * 1024, ge=4096, le=1024 * 1024)
+    shutdown_grace: int = Field(default=15, ge=1, le=600)
 
     require_if_match: bool = False
     idempotency_ttl: float = Field(default=24 * 3600.0, gt=0, le=30 * 24 * 3600)

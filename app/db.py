@@ -1,99 +1,333 @@
-"""The connection pool, built in the app's lifespan.
+"""The database, opened in the app's lifespan, and the one way statements reach it.
 
 Every operation is a single SQL statement, and so a single transaction of its own: there is no
-multi-statement unit of work to hold a connection for, and no BEGIN/COMMIT round trips.
+multi-statement unit of work to hold a connection for, and no BEGIN/COMMIT round trips. The one
+operation that needs several statements opens an explicit transaction (`Database.transaction`).
+
+Every wait is bounded: DB_POOL_TIMEOUT for a connection; PostgreSQL's statement_timeout and
+lock_timeout for the work; and, for a server that does not answer at all, a client-side bound a
+second above the statement timeout, after which the connection is dropped. A request that hits one
+of them gets DatabaseUnavailable: 503 with Retry-After.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
+from typing import Any, Protocol
 
 import asyncpg
+from asyncpg.prepared_stmt import PreparedStatement
+from sqlalchemy.engine import URL
 
 from app.config import Settings, asyncpg_url
+from app.logs import describe
+from app.pool import Connection, Pool, Turns
+from app.problems import DatabaseNotReady, DatabaseUnavailable, DomainError
+
+logger = logging.getLogger("app.db")
+
+CLIENT_MARGIN = 1.0  # seconds above DB_STATEMENT_TIMEOUT: the server's own cancellation comes first
+# Seconds without a failure before an outage counts as over: lock timeouts on one hot row, a
+# second or two apart, make one episode, not a pair of log lines each.
+QUIET_PERIOD = 5.0
+
+# Failures of the database's availability, not of the request: the client may retry.
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,  # 08: no connection, or a refused one
+    asyncpg.OperatorInterventionError,  # 57: statement timeout, cancelled, shutting down, starting
+    asyncpg.InsufficientResourcesError,  # 53: too many connections, disk full
+    asyncpg.LockNotAvailableError,  # 55P03: lock timeout
+    asyncpg.TransactionRollbackError,  # 40: serialization failure, deadlock
+)
+# What a transaction-mode pooler without prepared-statement support makes of named statements.
+LOST_STATEMENTS = (asyncpg.InvalidSQLStatementNameError, asyncpg.DuplicatePreparedStatementError)
+# A statement prepared before a schema change.
+STALE_STATEMENTS = (asyncpg.InvalidCachedStatementError, asyncpg.OutdatedSchemaCacheError)
+
+Execute = Callable[..., Awaitable[Any]]
 
 
-class _Connection(asyncpg.Connection):  # type: ignore[misc]
-    def get_reset_query(self) -> str:
-        # Connections are only used for single statements: no session state is ever left behind
-        # to reset, so returning one to the pool costs no round trip.
-        return ""
+class Statements(Protocol):
+    """Where an operation's statements run: the database, or one transaction on it."""
+
+    async def fetchval(self, query: str, *args: object) -> object: ...
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None: ...
 
 
-async def create_pool(settings: Settings, database_url: str) -> asyncpg.Pool:
+class _Outage:
+    """One log line when statements start failing for want of the database, one when they have
+    stopped failing (with the count of failed requests): not a line per request."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self._failures = 0
+        self._last_failure = 0.0
+
+    def failed(self, reason: str) -> None:
+        logger.debug("database request failed: %s", reason)
+        self._failures += 1
+        self._last_failure = time.monotonic()
+        if self.since is None:
+            self.since = self._last_failure
+            logger.warning("database unavailable: %s", reason)
+
+    def maybe_over(self) -> None:
+        """After a statement succeeded: the outage is over once none failed for QUIET_PERIOD."""
+        now = time.monotonic()
+        if self.since is None or now - self._last_failure < QUIET_PERIOD:
+            return
+        logger.warning(
+            "database available again; requests failed for %.1f s, %d of them",
+            self._last_failure - self.since,
+            self._failures,
+        )
+        self.since = None
+        self._failures = 0
+
+
+def behind_transaction_pooler(settings: Settings, url: URL) -> bool:
+    if settings.db_transaction_pooler is not None:
+        return settings.db_transaction_pooler
+    return (url.host or "").split(".", 1)[0].endswith("-pooler")  # Neon's pooled endpoint
+
+
+def server_settings(settings: Settings, *, pooled: bool) -> dict[str, str]:
+    """Settings sent with each new connection; a transaction-mode pooler refuses all but a few."""
+    sent = {"timezone": "UTC"}  # the contract's date-times are UTC; PgBouncer keeps this one
+    if not pooled:
+        sent["statement_timeout"] = str(round(settings.db_statement_timeout * 1000))
+        sent["lock_timeout"] = str(round(settings.db_lock_timeout * 1000))
+    return sent
+
+
+async def open_database(settings: Settings, database_url: str) -> "Database":
     url, connect_args = asyncpg_url(database_url)
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    if not settings.db_statement_cache:
-        # For PgBouncer in transaction mode without prepared-statement support.
-        connect_args["statement_cache_size"] = 0
-    pool: asyncpg.Pool = await asyncpg.create_pool(
-        dsn,
-        min_size=0,  # start (and answer /health, and 503s) even while the database is down
-        max_size=settings.db_pool_size,
-        max_inactive_connection_lifetime=settings.db_idle_lifetime,
-        timeout=settings.db_connect_timeout,
-        connection_class=_Connection,
-        server_settings={"timezone": "UTC"},  # the contract's date-times are UTC
+    pooled = behind_transaction_pooler(settings, url)
+    connect = {
         **connect_args,
-    )
-    return pool
+        "timeout": settings.db_connect_timeout,
+        "statement_cache_size": 0,  # each connection keeps its statements itself (app/pool.py)
+        "server_settings": server_settings(settings, pooled=pooled),
+    }
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    pool = Pool(dsn, connect, size=settings.db_pool_size, idle_lifetime=settings.db_idle_lifetime)
+    return Database(pool, settings, pooled=pooled)
 
 
 class Database:
-    """Runs one statement on a pooled connection, waiting at most DB_POOL_TIMEOUT for one."""
+    """Runs one statement on a pooled connection, every wait bounded."""
 
-    def __init__(self, pool: asyncpg.Pool, size: int, acquire_timeout: float) -> None:
-        self.pool = pool
-        # Requests queue here, first come first served: the pool's own queue lets a newcomer
-        # take a connection before a request that has waited, which stretches the tail.
-        self._slots = asyncio.Semaphore(size)
-        self._acquire_timeout = acquire_timeout
+    def __init__(self, pool: Pool, settings: Settings, *, pooled: bool) -> None:
+        self.pooled = pooled
+        # Named statements are parsed once per connection. Behind a transaction-mode pooler a
+        # statement may reach another server connection than the one it was prepared on, so each
+        # is sent unnamed, parsed and executed in one round trip.
+        cache = settings.db_statement_cache
+        self.named: bool = cache if cache is not None else not pooled
+        self.ready = not settings.migrate_on_start  # set once the migrations are applied
+        self._pool = pool
+        self._turns = Turns()
+        self._acquire_timeout = settings.db_pool_timeout
+        self._timeout = settings.db_statement_timeout + CLIENT_MARGIN
+        self._outage = _Outage()
 
-    async def _acquire(self) -> asyncpg.Connection:
-        # asyncio.timeout, not acquire(timeout=...): that one spawns a task per call.
-        async with asyncio.timeout(self._acquire_timeout):
-            await self._slots.acquire()
-            try:
-                return await self.pool.acquire()
-            except BaseException:
-                self._slots.release()
-                raise
+    # `row` names the one row a statement changes, if any: statements on one row take turns.
 
-    async def _release(self, connection: asyncpg.Connection) -> None:
-        try:
-            await self.pool.release(connection)
-        finally:
-            self._slots.release()
+    async def fetchval(self, query: str, *args: object, row: Hashable = None) -> object:
+        return await self._run(PreparedStatement.fetchval, query, args, row)
 
-    async def fetchval(self, query: str, *args: object) -> object:
-        connection = await self._acquire()
-        try:
-            return await connection.fetchval(query, *args)
-        finally:
-            await self._release(connection)
+    async def fetchrow(
+        self, query: str, *args: object, row: Hashable = None
+    ) -> asyncpg.Record | None:
+        record: asyncpg.Record | None = await self._run(
+            PreparedStatement.fetchrow, query, args, row
+        )
+        return record
 
-    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        connection = await self._acquire()
-        try:
-            row: asyncpg.Record | None = await connection.fetchrow(query, *args)
-            return row
-        finally:
-            await self._release(connection)
+    async def fetch(self, query: str, *args: object, row: Hashable = None) -> list[asyncpg.Record]:
+        records: list[asyncpg.Record] = await self._run(PreparedStatement.fetch, query, args, row)
+        return records
 
-    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        connection = await self._acquire()
-        try:
-            rows: list[asyncpg.Record] = await connection.fetch(query, *args)
-            return rows
-        finally:
-            await self._release(connection)
+    async def close(self) -> None:
+        await self._pool.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        """One explicit transaction, for the operations that need more than one statement."""
-        connection = await self._acquire()
+    async def transaction(self) -> AsyncIterator["Transaction"]:
+        """One explicit transaction on one connection, every statement in it (BEGIN and COMMIT
+        included) bounded as a single statement is. A DomainError or a failed statement inside
+        rolls it back; anything else (a timeout, a cancellation) drops the connection, which the
+        server then rolls back."""
+        if not self.ready:
+            raise DatabaseNotReady
+        connection = await self._acquire(None)
         try:
-            async with connection.transaction():
-                yield connection
+            await connection.execute("BEGIN", timeout=self._timeout)
+            try:
+                yield Transaction(self, connection)
+            except (asyncpg.PostgresError, DomainError):
+                await connection.execute("ROLLBACK", timeout=self._timeout)
+                raise
+            await connection.execute("COMMIT", timeout=self._timeout)
+        except BaseException as error:
+            if isinstance(error, LOST_STATEMENTS):
+                self._use_unnamed_statements(error)
+            self._put_back(connection, None, error)
+            if isinstance(error, Exception):
+                raise self._failed(error) from error
+            raise
+        self._put_back(connection, None, None)
+
+    async def _run(
+        self, execute: Execute, query: str, args: tuple[object, ...], row: Hashable
+    ) -> Any:
+        if not self.ready:
+            raise DatabaseNotReady
+        connection = await self._acquire(row)
+        try:
+            try:
+                result = await self._execute(connection, execute, query, args)
+            except LOST_STATEMENTS as error:
+                self._use_unnamed_statements(error)
+                # It failed at Parse or Bind, before it ran: run it once more, unnamed.
+                result = await self._execute(connection, execute, query, args)
+        except BaseException as error:
+            self._put_back(connection, row, error)
+            if isinstance(error, Exception):
+                raise self._failed(error) from error
+            raise
+        self._put_back(connection, row, None)
+        if self._outage.since is not None:
+            self._outage.maybe_over()
+        return result
+
+    async def _execute(
+        self, connection: Connection, execute: Execute, query: str, args: tuple[object, ...]
+    ) -> Any:
+        named = self.named
+        statement = connection.statements[named].get(query)
+        if statement is None:
+            # A name is the query's digest: whichever client prepared a statement of that name
+            # on a shared server connection, it is this very query.
+            name = "tasks_" + hashlib.blake2b(query.encode(), digest_size=12).hexdigest()
+            statement = await connection.prepare(
+                query, name=name if named else None, timeout=self._timeout
+            )
+            connection.statements[named][query] = statement
+        return await execute(statement, *args, timeout=self._timeout)
+
+    async def _acquire(self, row: Hashable) -> Connection:
+        try:
+            # One bound for the whole wait: the row's turn, a free slot, a new connection.
+            async with asyncio.timeout(self._acquire_timeout):
+                if row is not None:
+                    await self._turns.take(row)  # the row's turn first: waiting holds nothing
+                try:
+                    return await self._connection()
+                except BaseException:
+                    if row is not None:
+                        self._turns.give_back(row)
+                    raise
+        except TimeoutError as error:
+            waited = f"{self._acquire_timeout:g} s"
+            self._outage.failed(f"no connection within DB_POOL_TIMEOUT ({waited})")
+            raise DatabaseUnavailable from error
+        except Exception as error:  # refused, unreachable, wrong password: no database to use
+            self._outage.failed(describe(error))
+            raise DatabaseUnavailable from error
+
+    async def _connection(self) -> Connection:
+        timeouts_sent = not self.pooled
+        try:
+            return await self._pool.acquire()
+        except asyncpg.ProtocolViolationError as error:
+            if not timeouts_sent or "startup parameter" not in str(error):
+                raise
+            self._connect_without_server_settings(error)
+            return await self._pool.acquire()
+
+    def _put_back(self, connection: Connection, row: Hashable, error: BaseException | None) -> None:
+        """Return a connection after its work, unless that work left it unusable: a timeout or a
+        cancellation leaves it mid-statement, and a schema change leaves its statements stale."""
+        clean = isinstance(error, asyncpg.PostgresError | DomainError | None)
+        if not clean or isinstance(error, STALE_STATEMENTS):
+            self._pool.retire(connection)
+        self._release(connection, row)
+
+    def _release(self, connection: Connection, row: Hashable) -> None:
+        self._pool.release(connection)
+        if row is not None:
+            self._turns.give_back(row)
+
+    def _failed(self, error: Exception) -> Exception:
+        """The error to raise for a failed statement, noting the failure of the database."""
+        if isinstance(error, UNAVAILABLE + LOST_STATEMENTS + STALE_STATEMENTS):
+            reason = describe(error)
+            if isinstance(error, TimeoutError):
+                reason = f"no answer within {self._timeout:g} s"
+            self._outage.failed(reason)
+            return DatabaseUnavailable()
+        return error
+
+    def _use_unnamed_statements(self, error: Exception) -> None:
+        if self.named:
+            self.named = False
+            logger.error(
+                "prepared statements do not survive between statements (%s): DATABASE_URL leads "
+                "through a transaction-mode pooler without prepared-statement support. Switched "
+                "to unnamed statements; set DB_TRANSACTION_POOLER=true to start that way.",
+                describe(error),
+            )
+
+    def _connect_without_server_settings(self, error: Exception) -> None:
+        """A pooler that refuses startup parameters is in front: connect as it allows."""
+        if self.pooled:
+            return
+        self.pooled = True
+        self._pool.connect["server_settings"] = {"timezone": "UTC"}
+        logger.error(
+            "the server refused the connection settings (%s): DATABASE_URL leads through a "
+            "transaction-mode pooler. Connecting without them; set DB_TRANSACTION_POOLER=true "
+            "to start that way, and set the timeouts on the role (see README, Operations).",
+            describe(error),
+        )
+
+    async def server_bounds(self) -> tuple[str, int, int]:
+        """The role, and the statement and lock timeouts in force on a connection, in ms."""
+        connection = await self._acquire(None)
+        try:
+            record = await connection.fetchrow(
+                "SELECT current_user::text,"
+                " (SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'),"
+                " (SELECT setting::int FROM pg_settings WHERE name = 'lock_timeout')",
+                timeout=self._timeout,
+            )
         finally:
-            await self._release(connection)
+            self._release(connection, None)
+        assert record is not None
+        return record[0], record[1], record[2]
+
+
+class Transaction:
+    """The statements of one Database.transaction(), each run and bounded as Database runs one."""
+
+    def __init__(self, database: Database, connection: Connection) -> None:
+        self._database = database
+        self._connection = connection
+
+    async def fetchval(self, query: str, *args: object) -> object:
+        execute = PreparedStatement.fetchval
+        return await self._database._execute(self._connection, execute, query, args)
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        execute = PreparedStatement.fetchrow
+        record: asyncpg.Record | None = await self._database._execute(
+            self._connection, execute, query, args
+        )
+        return record

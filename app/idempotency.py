@@ -17,10 +17,9 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import asyncpg
 import orjson
 
-from app.db import Database
+from app.db import Database, Statements
 from app.problems import IdempotencyKeyInUse, IdempotencyKeyReused
 
 # user_id cannot contain ':' (the contract's pattern), so the pair is unambiguous.
@@ -66,21 +65,21 @@ async def create_once(
     key: str,
     request: bytes,
     ttl: float,
-    create: Callable[[asyncpg.Connection], Awaitable[Answer]],
+    create: Callable[[Statements], Awaitable[Answer]],
 ) -> tuple[Answer, bool]:
     """The answer to this keyed create, and whether it is a replay of an earlier one."""
-    async with database.transaction() as connection:
-        if not await connection.fetchval(LOCK, user_id, key):
+    async with database.transaction() as transaction:
+        if not await transaction.fetchval(LOCK, user_id, key):
             raise IdempotencyKeyInUse
-        stored = await connection.fetchrow(STORED, user_id, key)
+        stored = await transaction.fetchrow(STORED, user_id, key)
         if stored is not None:
             if stored["fingerprint"] != request:
                 raise IdempotencyKeyReused
             return Answer(
                 stored["status"], stored["body"], stored["location"], stored["etag"]
             ), True
-        answer = await create(connection)
-        await connection.execute(
+        answer = await create(transaction)
+        await transaction.fetchval(
             RECORD,
             user_id,
             key,

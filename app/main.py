@@ -1,5 +1,6 @@
 """The app factory: the generated router wired to the handlers, the contract served as written."""
 
+import asyncio
 import gc
 import inspect
 from collections.abc import AsyncIterator
@@ -13,9 +14,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.auth import Authenticator, Principal, authorize
 from app.config import Settings, get_settings
 from app.contract import Contract
-from app.db import Database, create_pool
+from app.db import open_database
 from app.middleware import AccessLog, BodyGuard
 from app.problems import install_problem_handlers
+from app.startup import prepare_database
 from app.tasks import Policy, TaskHandlers
 from generated.router import create_router
 
@@ -47,7 +49,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        pool = await create_pool(settings, url)
+        database = await open_database(settings, url)
+        migration_url = settings.migration_database_url or url
+        preparing = asyncio.create_task(prepare_database(database, settings, migration_url))
         http = httpx.AsyncClient(timeout=5.0)
         authenticator = Authenticator(settings, http) if jwt_mode else None
         # Everything loaded so far lives as long as the process: keep it out of the collector's
@@ -55,15 +59,19 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         gc.freeze()
         try:
             yield {
-                "database": Database(pool, settings.db_pool_size, settings.db_pool_timeout),
+                "database": database,
                 "policy": policy,
                 "authenticator": authenticator,
             }
         finally:
+            preparing.cancel()
             await http.aclose()
-            await pool.close()
+            await database.close()
 
-    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    # No redirects: the contract has no trailing-slash paths, and a redirect would echo Host.
+    app = FastAPI(
+        lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False
+    )
     create_router(get_handlers, authorize if jwt_mode else None, router=app.router)
     contract = Contract()
     contract.install_routes(app)

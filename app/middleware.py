@@ -1,6 +1,6 @@
 """ASGI middleware: the request body's guard, and access logs with a request id."""
 
-import json
+import asyncio
 import logging
 import os
 import re
@@ -11,7 +11,8 @@ import orjson
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.problems import problem_response
+from app.logs import request_id as current_request_id
+from app.problems import RETRY_AFTER_SECONDS, problem_response
 
 MAX_BODY_BYTES = 64 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -116,13 +117,16 @@ class AccessLog:
             "latin-1"
         )
         request_id = given if _REQUEST_ID.match(given) else os.urandom(16).hex()
+        current_request_id.set(request_id)  # for every log line written while handling it
         started = time.perf_counter()
         status = 500
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
+                answered = True
                 message["headers"] = [
                     *message.get("headers", ()),
                     (b"x-request-id", request_id.encode()),
@@ -131,10 +135,16 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # The server's shutdown grace ran out: answer what was cancelled, and end quietly.
+            if not answered:
+                retry = {"Retry-After": RETRY_AFTER_SECONDS, "Connection": "close"}
+                detail = "The service is shutting down; retry."
+                await problem_response(503, detail, retry)(scope, receive, send_with_id)
         finally:
             if access_logger.isEnabledFor(logging.INFO):
                 access_logger.info(
-                    json.dumps(
+                    orjson.dumps(
                         {
                             "request_id": request_id,
                             "method": scope["method"],
@@ -142,5 +152,5 @@ class AccessLog:
                             "status": status,
                             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                         }
-                    )
+                    ).decode()
                 )

@@ -1,4 +1,4 @@
-"""Alembic, driven from code so that `make run` and the tests migrate the same way."""
+"""Alembic, driven from code so that start-up, `make migrate` and the tests migrate the same way."""
 
 from pathlib import Path
 
@@ -8,8 +8,18 @@ from alembic.config import Config
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(
+    database_url: str,
+    revision: str = "head",
+    *,
+    connect_timeout: float = 10.0,
+    lock_timeout: float = 10.0,
+) -> None:
+    """Apply the migrations. A migration that would wait longer than lock_timeout for another
+    transaction's lock gives up instead (every request would queue behind its lock meanwhile)."""
     config = Config(toml_file=str(ROOT / "pyproject.toml"))
     config.set_main_option("script_location", str(ROOT / "app" / "migrations"))
-    config.attributes["database_url"] = database_url
+    config.attributes.update(
+        database_url=database_url, connect_timeout=connect_timeout, lock_timeout=lock_timeout
+    )
     command.upgrade(config, revision)

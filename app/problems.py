@@ -42,6 +42,18 @@ class TaskNotFound(DomainError):
     detail = "Task not found."
 
 
+class DatabaseUnavailable(DomainError):
+    """The database did not answer within its bounds (app/db.py); the request may be retried."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    detail = "The database is unavailable; retry later."
+    headers = {"Retry-After": RETRY_AFTER_SECONDS}  # noqa: RUF012  (never mutated)
+
+
+class DatabaseNotReady(DatabaseUnavailable):
+    detail = "The database is not ready yet; retry later."
+
+
 class TaskLimitReached(DomainError):
     status = HTTPStatus.CONFLICT
 
@@ -137,6 +149,11 @@ def problem_response(
     )
 
 
+def problem_body(status: int, detail: str) -> bytes:
+    """A problem document's bytes, for answers the server writes before the app sees a request."""
+    return bytes(problem_response(status, detail).body)
+
+
 def _field_error(error: dict[str, Any]) -> FieldError:
     location, *path = error["loc"] or ("body",)
     if location not in Location.__members__:
@@ -194,38 +211,6 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     return problem_response(exc.status, exc.detail, exc.headers)
 
 
-# Failures of the database's availability, not of the request: the client may retry.
-_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-    asyncpg.InterfaceError,
-)
-
-
-def is_database_unavailable(exc: BaseException) -> bool:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, _UNAVAILABLE):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
-
-
-async def _database_error(request: Request, exc: Exception) -> Response:
-    if is_database_unavailable(exc):
-        logger.warning("database unavailable: %s", type(exc).__name__)
-        return problem_response(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "The database is unavailable; retry later.",
-            {"Retry-After": RETRY_AFTER_SECONDS},
-        )
-    return await _unexpected_error(request, exc)
-
-
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     logger.error("unhandled error", exc_info=exc)
     return problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, DomainError.detail)
@@ -235,6 +220,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(DomainError, _domain_error)
-    for database_error in (*_UNAVAILABLE, asyncpg.PostgresError):
-        app.add_exception_handler(database_error, _database_error)
+    # A statement that failed for a reason of its own (not the database's availability, which
+    # app/db.py turns into DatabaseUnavailable) is a 500, answered here inside the app rather
+    # than by the server's last-resort handler, which would report it a second time.
+    app.add_exception_handler(asyncpg.PostgresError, _unexpected_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -16,7 +16,7 @@ from uuid import UUID
 import asyncpg
 from starlette.responses import Response
 
-from app.db import Database
+from app.db import Database, Statements
 from app.idempotency import Answer, create_once, fingerprint
 from app.pagination import Listing, decode_cursor, encode_cursor
 from app.preconditions import etag, not_modified, writable_versions
@@ -305,8 +305,8 @@ class TaskHandlers(OperationHandlers):
 
         limit = self.policy.max_tasks_per_user
 
-        async def create(connection: asyncpg.Connection) -> Answer:
-            row = await connection.fetchrow(CREATE, user_id, *values, self.email, limit)
+        async def create(statements: Statements) -> Answer:
+            row = await statements.fetchrow(CREATE, user_id, *values, self.email, limit)
             if row is None:
                 raise TaskLimitReached(limit)
             return Answer(201, row[0], f"/users/{user_id}/tasks/{row[2]}", etag(row[1]))
@@ -383,15 +383,23 @@ class TaskHandlers(OperationHandlers):
             raise TaskNotFound
         return row
 
-    async def _write(self, write: Write, if_match: str | None, *args: object) -> asyncpg.Record:
-        """One write statement, guarded by If-Match when the request has one."""
+    async def _write(
+        self, write: Write, if_match: str | None, user_id: str, task_id: UUID, *args: object
+    ) -> asyncpg.Record:
+        """One write statement, guarded by If-Match when the request has one.
+
+        Writes to one task take turns (app/db.py): behind a lock on its row, only one of them
+        waits holding a connection.
+        """
         versions = writable_versions(if_match, required=self.policy.require_if_match)
         if versions is None:
-            row = await self.database.fetchrow(write.plain, *args)
+            row = await self.database.fetchrow(write.plain, user_id, task_id, *args, row=task_id)
             if row is None:
                 raise TaskNotFound
             return row
-        row = await self.database.fetchrow(write.guarded, *args, versions)
+        row = await self.database.fetchrow(
+            write.guarded, user_id, task_id, *args, versions, row=task_id
+        )
         assert row is not None  # the guarded statement always answers one row
         if row[0] is None:
             raise PreconditionFailed if row[-1] else TaskNotFound

@@ -16,6 +16,9 @@ from app.main import create_app
 from app.migrate import upgrade
 from tests.databases import execute
 
+# The session's database is migrated once, below; the apps the tests make serve it at once.
+os.environ["MIGRATE_ON_START"] = "false"
+
 
 async def truncate(database_url: str) -> None:
     await execute(database_url, "TRUNCATE users, tasks, idempotency_keys")

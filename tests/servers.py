@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -35,10 +36,16 @@ def running(
     *,
     ready_path: str = "/ready",
     quiet: bool = False,
+    log: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start `command` on 127.0.0.1:port, wait until ready_path answers 2xx, stop it after."""
+    """Start `command` on 127.0.0.1:port, wait until ready_path answers 2xx, stop it after.
+
+    Its output goes to `log` when given, nowhere when quiet, to the terminal otherwise.
+    """
     environment = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port)}
-    output = subprocess.DEVNULL if quiet else None
+    output: Any = subprocess.DEVNULL if quiet else None
+    if log is not None:
+        output = log.open("ab")
     server = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=output)
     try:
         deadline = time.monotonic() + 60
@@ -57,6 +64,8 @@ def running(
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if log is not None:
+            output.close()
 
 
 def database_server_url() -> str:

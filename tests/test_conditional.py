@@ -1,6 +1,7 @@
 """Entity tags and conditional requests (RFC 9110 §13): ETag, If-None-Match, If-Match, 412, 428."""
 
 import asyncio
+import contextlib
 import re
 from collections import Counter
 from typing import Any
@@ -172,22 +173,28 @@ async def test_racing_writers_with_one_etag_get_one_success(
     suffix: str,
     body: dict[str, Any] | None,
 ) -> None:
-    for _ in range(5):
-        url, created = await _created(client)
-        responses = await asyncio.gather(
-            *(
-                client.request(method, url + suffix, json=body, headers={"If-Match": created})
-                for _ in range(10)
-            )
-        )
-        statuses = Counter(response.status_code for response in responses)
-        assert statuses[200] + statuses[204] == 1, statuses
-        # After a DELETE commits, a racer that looks afterwards finds no task at all.
-        assert set(statuses) <= {200, 204, 412, 404}, statuses
-        if method != "DELETE":
-            assert statuses[404] == 0, statuses
-            async with connect(database_url) as connection:
-                version = await connection.fetchval(
-                    "SELECT version FROM tasks WHERE id = $1", url.rsplit("/", 1)[1]
+    # Ten writers in five apps of their own, as ten clients of several workers or replicas are:
+    # each app lets writes to one task take turns, so only the database can keep two apps apart.
+    async with contextlib.AsyncExitStack() as stack:
+        apps = [await stack.enter_async_context(serving(database_url)) for _ in range(5)]
+        for _ in range(5):
+            url, created = await _created(client)
+            responses = await asyncio.gather(
+                *(
+                    apps[i % len(apps)].request(
+                        method, url + suffix, json=body, headers={"If-Match": created}
+                    )
+                    for i in range(10)
                 )
-            assert version == int(created.strip('"')) + 1  # exactly one write happened
+            )
+            statuses = Counter(response.status_code for response in responses)
+            assert statuses[200] + statuses[204] == 1, statuses
+            # After a DELETE commits, a racer that looks afterwards finds no task at all.
+            assert set(statuses) <= {200, 204, 412, 404}, statuses
+            if method != "DELETE":
+                assert statuses[404] == 0, statuses
+                async with connect(database_url) as connection:
+                    version = await connection.fetchval(
+                        "SELECT version FROM tasks WHERE id = $1", url.rsplit("/", 1)[1]
+                    )
+                assert version == int(created.strip('"')) + 1  # exactly one write happened

@@ -77,7 +77,15 @@ def test_check_generated_fails_after_a_contract_edit(tmp_path: Path) -> None:
         ROOT,
         copy,
         ignore=shutil.ignore_patterns(
-            ".venv", ".data", ".git", "reports", ".*cache", "node_modules", ".build", "dist"
+            ".venv",
+            ".data",
+            ".git",
+            "reports",
+            ".*cache",
+            "__pycache__",
+            "node_modules",
+            ".build",
+            "dist",
         ),
     )
     (copy / ".venv").symlink_to(ROOT / ".venv")

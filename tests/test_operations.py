@@ -2,9 +2,10 @@
 
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
+from asyncpg.connection import Connection
+from asyncpg.prepared_stmt import PreparedStatement
 
 from app.idempotency import LOCK, RECORD, STORED
 from app.tasks import CREATE
@@ -36,20 +37,19 @@ async def test_tasks_survive_a_restart(client: httpx.AsyncClient, database_url: 
 def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every statement the app sends to PostgreSQL, transaction control included."""
     sent: list[str] = []
-    extended = asyncpg.connection.Connection._execute
-    simple = asyncpg.connection.Connection.execute
 
-    async def counted(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
-        sent.append(query)
-        return await extended(self, query, *args, **kwargs)
-
-    async def counted_simple(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
-        if not args:  # with arguments, execute goes through _execute, counted above
+    def counting(method: Any) -> Any:
+        async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            query = self.get_query() if isinstance(self, PreparedStatement) else args[0]
             sent.append(query)
-        return await simple(self, query, *args, **kwargs)
+            return await method(self, *args, **kwargs)
 
-    monkeypatch.setattr(asyncpg.connection.Connection, "_execute", counted)
-    monkeypatch.setattr(asyncpg.connection.Connection, "execute", counted_simple)
+        return counted
+
+    monkeypatch.setattr(Connection, "_execute", counting(Connection._execute))
+    monkeypatch.setattr(Connection, "execute", counting(Connection.execute))
+    for name in ("fetch", "fetchrow", "fetchval", "executemany"):
+        monkeypatch.setattr(PreparedStatement, name, counting(getattr(PreparedStatement, name)))
     return sent
 
 
@@ -86,8 +86,8 @@ async def test_a_keyed_create_is_one_transaction(
     assert (
         await client.post("/users/alice/tasks", json={"title": "x"}, headers=headers)
     ).is_success
-    assert statements == ["BEGIN;", LOCK, STORED, CREATE, RECORD, "COMMIT;"]
+    assert statements == ["BEGIN", LOCK, STORED, CREATE, RECORD, "COMMIT"]
     statements.clear()
     replay = await client.post("/users/alice/tasks", json={"title": "x"}, headers=headers)
     assert replay.headers["idempotent-replayed"] == "true"
-    assert statements == ["BEGIN;", LOCK, STORED, "COMMIT;"]  # nothing written
+    assert statements == ["BEGIN", LOCK, STORED, "COMMIT"]  # nothing written
