@@ -103,8 +103,9 @@ clients: $(NODE_INSTALLED) ## Type-check the frontend flow against three generat
 	rm -rf clients/.build
 	$(NODE_BIN)/openapi-ts --no-log-file --input ./$(SPEC) --output clients/.build/hey-api
 	$(NODE_BIN)/orval --input $(SPEC) --output clients/.build/orval/api.ts --client fetch
+	$(NODE_BIN)/orval --input $(SPEC) --output clients/.build/orval-axios/api.ts
 	$(NODE_BIN)/tsc --project clients/tsconfig.json
-	@echo "the flow compiles with openapi-typescript + openapi-fetch, @hey-api/openapi-ts and orval"
+	@echo "the flow compiles with openapi-typescript + openapi-fetch, @hey-api/openapi-ts and orval (fetch and axios)"
 
 smoke: install $(NODE_INSTALLED) ## Run the openapi-fetch flow against a live service (jwt mode)
 	rm -rf clients/dist
