@@ -6,12 +6,17 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Callable, List, Optional, Union
+from typing import Annotated, Any, Awaitable, Callable, List, Optional, Union
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import PlainValidator, conint, constr
 from pydantic_core import PydanticCustomError
+from starlette.types import Receive, Scope, Send
 
 from .handlers import OperationHandlers
 from .models import (
@@ -98,6 +103,71 @@ def _concrete_paths_first(routes: list[Any]) -> None:
             )
 
 
+def _serve_directly(
+    route: APIRoute,
+    authorize: Callable[[Request], Awaitable[None]] | None,
+) -> None:
+    """Serve `route` without FastAPI's per-request machinery (dependency solving, exit stacks,
+    handler wrappers): its path, query, header and body fields are read and validated by the
+    same FastAPI functions, so values and 422 errors are FastAPI's own; exceptions go to the
+    app's exception handlers as before."""
+    dependant = route.dependant
+    endpoint = route.endpoint
+    status_code = route.status_code or 200
+    response_field = route.response_field
+    body_fields = dependant.body_params
+    embed_body_fields = route._embed_body_fields
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        if authorize is not None:
+            await authorize(request)
+        values, errors = request_params_to_args(
+            dependant.path_params, request.path_params
+        )
+        if dependant.query_params:
+            found, more = request_params_to_args(
+                dependant.query_params, request.query_params
+            )
+            values.update(found)
+            errors.extend(more)
+        if dependant.header_params:
+            found, more = request_params_to_args(
+                dependant.header_params, request.headers
+            )
+            values.update(found)
+            errors.extend(more)
+        body: Any = None
+        if body_fields:
+            # The app's body guard has answered every body that is not JSON.
+            body = await request.json() if await request.body() else None
+            found, more = await request_body_to_args(
+                body_fields, body, embed_body_fields
+            )
+            values.update(found)
+            errors.extend(more)
+        if errors:
+            raise RequestValidationError(errors, body=body)
+        result = await endpoint(request, **values)
+        if not isinstance(result, Response):
+            if (
+                result is None
+                or response_field is None
+                or not is_body_allowed_for_status_code(status_code)
+            ):
+                result = Response(status_code=status_code)
+            else:
+                content = response_field.serialize_json(
+                    response_field.validate(result)[0]
+                )
+                result = Response(
+                    content, status_code=status_code, media_type='application/json'
+                )
+        await result(scope, receive, send)
+
+    route.app = app
+
+
 OPERATION_IDS = (
     'getHealth',
     'getReadiness',
@@ -116,18 +186,16 @@ OPERATION_IDS = (
 
 def create_router(
     get_handlers: Callable[[Request], OperationHandlers],
-    authorize: Callable[..., Any] | None,
+    authorize: Callable[[Request], Awaitable[None]] | None,
     router: APIRouter | None = None,
 ) -> APIRouter:
     """Routes for every operation, added to `router` (a new APIRouter when not given).
 
-    `get_handlers` gives the implementation for a request (a plain call: a dependency would cost
-    a dependency's resolution on every request); `authorize`, when given, is a
-    dependency run before every operation that the contract secures. Pass the app's own router
-    (`app.router`) to register the routes directly on the app.
+    `get_handlers` gives the implementation for a request; `authorize`, when given, runs before
+    every operation that the contract secures, and answers by raising. Both are plain calls.
+    Pass the app's own router (`app.router`) to register the routes directly on the app.
     """
     router = router if router is not None else APIRouter()
-    secured = [Depends(authorize)] if authorize is not None else []
     first = len(router.routes)
 
     @router.get(
@@ -179,7 +247,6 @@ def create_router(
         },
         tags=['tasks'],
         summary="List a user\u0027s tasks",
-        dependencies=secured,
     )
     async def list_tasks(
         request: Request,
@@ -241,7 +308,6 @@ def create_router(
         },
         tags=['tasks'],
         summary="Create a task",
-        dependencies=secured,
     )
     async def create_task(
         request: Request,
@@ -287,7 +353,6 @@ def create_router(
         },
         tags=['tasks'],
         summary="Complete or reopen all of a user\u0027s tasks",
-        dependencies=secured,
     )
     async def set_all_tasks_completion(
         request: Request,
@@ -320,7 +385,6 @@ def create_router(
         },
         tags=['tasks'],
         summary="Delete a user\u0027s completed (or open) tasks",
-        dependencies=secured,
     )
     async def delete_tasks(
         request: Request,
@@ -353,7 +417,6 @@ def create_router(
         },
         tags=['tasks'],
         summary="Count a user\u0027s tasks",
-        dependencies=secured,
     )
     async def count_tasks(
         request: Request,
@@ -390,7 +453,6 @@ def create_router(
         },
         tags=['tasks'],
         summary="Get a task",
-        dependencies=secured,
     )
     async def get_task(
         request: Request,
@@ -443,7 +505,6 @@ def create_router(
         },
         tags=['tasks'],
         summary="Replace a task",
-        dependencies=secured,
     )
     async def replace_task(
         request: Request,
@@ -498,7 +559,6 @@ def create_router(
         },
         tags=['tasks'],
         summary="Update some fields of a task",
-        dependencies=secured,
     )
     async def update_task(
         request: Request,
@@ -548,7 +608,6 @@ def create_router(
         },
         tags=['tasks'],
         summary="Delete a task",
-        dependencies=secured,
     )
     async def delete_task(
         request: Request,
@@ -595,7 +654,6 @@ def create_router(
         },
         tags=['tasks'],
         summary="Toggle a task\u0027s completion",
-        dependencies=secured,
     )
     async def toggle_task_completion(
         request: Request,
@@ -610,5 +668,11 @@ def create_router(
             task_id=task_id,
         )
 
-    _concrete_paths_first(router.routes[first:])
+    routes = router.routes[first:]
+    for route in routes:
+        assert isinstance(route, APIRoute)
+        _serve_directly(
+            route, authorize if route.operation_id in SECURED_OPERATION_IDS else None
+        )
+    _concrete_paths_first(routes)
     return router
