@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
+    access_log: bool = True
+    metrics: bool = True  # GET /metrics
     cors_origins: Annotated[list[str], NoDecode] = []
     db_pool_size: int = Field(default=20, ge=1, le=500)
     db_pool_timeout: float = Field(default=5.0, gt=0)

@@ -20,12 +20,15 @@ from typing import Any, Protocol
 
 import asyncpg
 from asyncpg.prepared_stmt import PreparedStatement
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.engine import URL
 
 from app.config import Settings, asyncpg_url
 from app.logs import describe
+from app.metrics import DATABASE_ERRORS
 from app.pool import Connection, Pool, Turns
 from app.problems import DatabaseNotReady, DatabaseUnavailable, DomainError
+from app.telemetry import StatementTracer
 
 logger = logging.getLogger("app.db")
 
@@ -45,6 +48,8 @@ UNAVAILABLE = (
     asyncpg.LockNotAvailableError,  # 55P03: lock timeout
     asyncpg.TransactionRollbackError,  # 40: serialization failure, deadlock
 )
+# Failures that are a bound reached rather than a connection refused or lost.
+TIMEOUTS = (TimeoutError, asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)
 # What a transaction-mode pooler without prepared-statement support makes of named statements.
 LOST_STATEMENTS = (asyncpg.InvalidSQLStatementNameError, asyncpg.DuplicatePreparedStatementError)
 # A statement prepared before a schema change.
@@ -70,7 +75,8 @@ class _Outage:
         self._failures = 0
         self._last_failure = 0.0
 
-    def failed(self, reason: str) -> None:
+    def failed(self, reason: str, *, timeout: bool) -> None:
+        DATABASE_ERRORS.labels("timeout" if timeout else "unavailable").inc()
         logger.debug("database request failed: %s", reason)
         self._failures += 1
         self._last_failure = time.monotonic()
@@ -107,7 +113,9 @@ def server_settings(settings: Settings, *, pooled: bool) -> dict[str, str]:
     return sent
 
 
-async def open_database(settings: Settings, database_url: str) -> "Database":
+async def open_database(
+    settings: Settings, database_url: str, tracer_provider: TracerProvider | None = None
+) -> "Database":
     url, connect_args = asyncpg_url(database_url)
     pooled = behind_transaction_pooler(settings, url)
     connect = {
@@ -118,13 +126,16 @@ async def open_database(settings: Settings, database_url: str) -> "Database":
     }
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     pool = Pool(dsn, connect, size=settings.db_pool_size, idle_lifetime=settings.db_idle_lifetime)
-    return Database(pool, settings, pooled=pooled)
+    tracer = StatementTracer(tracer_provider, url.database or "postgres")
+    return Database(pool, settings, pooled=pooled, tracer=tracer)
 
 
 class Database:
     """Runs one statement on a pooled connection, every wait bounded."""
 
-    def __init__(self, pool: Pool, settings: Settings, *, pooled: bool) -> None:
+    def __init__(
+        self, pool: Pool, settings: Settings, *, pooled: bool, tracer: StatementTracer
+    ) -> None:
         self.pooled = pooled
         # Named statements are parsed once per connection. Behind a transaction-mode pooler a
         # statement may reach another server connection than the one it was prepared on, so each
@@ -137,6 +148,11 @@ class Database:
         self._acquire_timeout = settings.db_pool_timeout
         self._timeout = settings.db_statement_timeout + CLIENT_MARGIN
         self._outage = _Outage()
+        self._tracer = tracer
+
+    @property
+    def pool(self) -> Pool:
+        return self._pool
 
     # `row` names the one row a statement changes, if any: statements on one row take turns.
 
@@ -191,12 +207,13 @@ class Database:
             raise DatabaseNotReady
         connection = await self._acquire(row)
         try:
-            try:
-                result = await self._execute(connection, execute, query, args)
-            except LOST_STATEMENTS as error:
-                self._use_unnamed_statements(error)
-                # It failed at Parse or Bind, before it ran: run it once more, unnamed.
-                result = await self._execute(connection, execute, query, args)
+            with self._tracer.span(query):
+                try:
+                    result = await self._execute(connection, execute, query, args)
+                except LOST_STATEMENTS as error:
+                    self._use_unnamed_statements(error)
+                    # It failed at Parse or Bind, before it ran: run it once more, unnamed.
+                    result = await self._execute(connection, execute, query, args)
         except BaseException as error:
             self._put_back(connection, row, error)
             if isinstance(error, Exception):
@@ -236,10 +253,10 @@ class Database:
                     raise
         except TimeoutError as error:
             waited = f"{self._acquire_timeout:g} s"
-            self._outage.failed(f"no connection within DB_POOL_TIMEOUT ({waited})")
+            self._outage.failed(f"no connection within DB_POOL_TIMEOUT ({waited})", timeout=True)
             raise DatabaseUnavailable from error
         except Exception as error:  # refused, unreachable, wrong password: no database to use
-            self._outage.failed(describe(error))
+            self._outage.failed(describe(error), timeout=False)
             raise DatabaseUnavailable from error
 
     async def _connection(self) -> Connection:
@@ -271,7 +288,7 @@ class Database:
             reason = describe(error)
             if isinstance(error, TimeoutError):
                 reason = f"no answer within {self._timeout:g} s"
-            self._outage.failed(reason)
+            self._outage.failed(reason, timeout=isinstance(error, TIMEOUTS))
             return DatabaseUnavailable()
         return error
 
@@ -322,12 +339,13 @@ class Transaction:
         self._connection = connection
 
     async def fetchval(self, query: str, *args: object) -> object:
-        execute = PreparedStatement.fetchval
-        return await self._database._execute(self._connection, execute, query, args)
+        return await self._execute(PreparedStatement.fetchval, query, args)
 
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        execute = PreparedStatement.fetchrow
-        record: asyncpg.Record | None = await self._database._execute(
-            self._connection, execute, query, args
-        )
+        record: asyncpg.Record | None = await self._execute(PreparedStatement.fetchrow, query, args)
         return record
+
+    async def _execute(self, execute: Execute, query: str, args: tuple[object, ...]) -> Any:
+        database = self._database
+        with database._tracer.span(query):
+            return await database._execute(self._connection, execute, query, args)

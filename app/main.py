@@ -10,15 +10,19 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from opentelemetry.sdk.trace import TracerProvider
 
 from app.auth import Authenticator, Principal, authorize
 from app.config import Settings, get_settings
 from app.contract import Contract
 from app.db import open_database
-from app.middleware import AccessLog, BodyGuard
+from app.logs import access_lines
+from app.metrics import sample_pool_periodically, serve_metrics
+from app.middleware import BodyGuard, Observe
 from app.problems import install_problem_handlers
 from app.startup import prepare_database
 from app.tasks import Policy, TaskHandlers
+from app.telemetry import telemetry_config
 from generated.router import create_router
 
 
@@ -31,7 +35,12 @@ def get_handlers(request: Request) -> TaskHandlers:
     )
 
 
-def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    database_url: str | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """The app; `tracer_provider` replaces the global one (which OTEL_* variables configure)."""
     settings = settings or get_settings()
     url = database_url or settings.database_url
     if not url:
@@ -49,11 +58,12 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        database = await open_database(settings, url)
+        database = await open_database(settings, url, tracer_provider)
         migration_url = settings.migration_database_url or url
         preparing = asyncio.create_task(prepare_database(database, settings, migration_url))
         http = httpx.AsyncClient(timeout=5.0)
         authenticator = Authenticator(settings, http) if jwt_mode else None
+        sampling = asyncio.create_task(sample_pool_periodically(database.pool))
         # Everything loaded so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise stall requests for tens of milliseconds under load.
         gc.freeze()
@@ -65,16 +75,27 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             }
         finally:
             preparing.cancel()
+            sampling.cancel()
+            if access_log is not None:
+                access_log.flush()
             await http.aclose()
             await database.close()
 
     # No redirects: the contract has no trailing-slash paths, and a redirect would echo Host.
+    access_log = access_lines(settings.access_log)
     app = FastAPI(
-        lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+        telemetry=telemetry_config(tracer_provider),
     )
     create_router(get_handlers, authorize if jwt_mode else None, router=app.router)
     contract = Contract()
     contract.install_routes(app)
+    if settings.metrics:
+        app.add_route("/metrics", serve_metrics, methods=["GET"], include_in_schema=False)
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)
     if settings.cors_origins:
@@ -91,5 +112,5 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             ],
             expose_headers=[*contract.response_headers(), "X-Request-ID"],
         )
-    app.add_middleware(AccessLog)
+    app.add_middleware(Observe, access_log=access_log)
     return app

@@ -1,23 +1,25 @@
-"""ASGI middleware: the request body's guard, and access logs with a request id."""
+"""ASGI middleware: the request body's guard, and what every request leaves behind (its id, its
+access line, its metrics, its span's attributes)."""
 
 import asyncio
-import logging
 import os
 import re
 import time
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.logs import AccessLines
 from app.logs import request_id as current_request_id
+from app.metrics import DURATION, REQUESTS
 from app.problems import RETRY_AFTER_SECONDS, problem_response
+from app.telemetry import recording_span, trace_id
 
 MAX_BODY_BYTES = 64 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-access_logger = logging.getLogger("app.access")
 
 
 class _BodyTooLarge(Exception):
@@ -103,11 +105,16 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-class AccessLog:
-    """One JSON line per request, with its id (from X-Request-ID, or made), echoed back."""
+class Observe:
+    """Gives every request its id (from X-Request-ID, or made) and echoes it; then counts and
+    times the request for /metrics, names its span after the contract's operation, and writes
+    its access line (app/logs.py)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, access_log: AccessLines | None) -> None:
         self.app = app
+        self._access_log = access_log
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,6 +126,7 @@ class AccessLog:
         request_id = given if _REQUEST_ID.match(given) else os.urandom(16).hex()
         current_request_id.set(request_id)  # for every log line written while handling it
         started = time.perf_counter()
+        span = recording_span()
         status = 500
         answered = False
 
@@ -131,6 +139,10 @@ class AccessLog:
                     *message.get("headers", ()),
                     (b"x-request-id", request_id.encode()),
                 ]
+                if span is not None:
+                    span.set_attributes(
+                        {"app.request_id": request_id, "app.operation_id": _operation(scope)}
+                    )
             await send(message)
 
         try:
@@ -142,15 +154,39 @@ class AccessLog:
                 detail = "The service is shutting down; retry."
                 await problem_response(503, detail, retry)(scope, receive, send_with_id)
         finally:
-            if access_logger.isEnabledFor(logging.INFO):
-                access_logger.info(
-                    orjson.dumps(
-                        {
-                            "request_id": request_id,
-                            "method": scope["method"],
-                            "path": scope["path"],
-                            "status": status,
-                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                        }
-                    ).decode()
-                )
+            elapsed = time.perf_counter() - started
+            operation = _operation(scope)
+            self._record(operation, scope["method"], status, elapsed)
+            if self._access_log is not None:
+                line = {
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "operation_id": operation,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                }
+                if span is not None:
+                    line["trace_id"] = trace_id(span)
+                self._access_log.write(orjson.dumps(line))
+
+    def _record(self, operation: str, method: str, status: int, elapsed: float) -> None:
+        key = (operation, method, status)
+        counter = self._counted.get(key)
+        if counter is None:
+            counter = self._counted[key] = REQUESTS.labels(operation, method, str(status))
+        counter.inc()
+        histogram = self._timed.get(operation)
+        if histogram is None:
+            histogram = self._timed[operation] = DURATION.labels(operation)
+        histogram.observe(elapsed)
+
+
+def _operation(scope: Scope) -> str:
+    """The contract's operationId of the route that took the request; another route's name (the
+    contract's own file, /docs, /metrics); `unmatched` for a path that no route takes."""
+    route = scope.get("route")
+    if route is None:
+        return "unmatched"
+    name = getattr(route, "operation_id", None) or getattr(route, "name", None)
+    return str(name or "unmatched")

@@ -39,9 +39,26 @@ class Pool:
         self._retiring: set[asyncio.Task[None]] = set()
         self._idle_lifetime = idle_lifetime
         self._closing_idle = asyncio.create_task(self._close_idle_connections())
+        self.size = size
+        self.waiting = 0  # requests queued for a slot
+
+    @property
+    def open(self) -> int:
+        return len(self._open)
+
+    @property
+    def in_use(self) -> int:
+        return len(self._open) - len(self._idle)
 
     async def acquire(self) -> Connection:
-        await self._slots.acquire()
+        if self._slots.locked():
+            self.waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self.waiting -= 1
+        else:
+            await self._slots.acquire()
         try:
             while self._idle:
                 idle = self._idle.pop()

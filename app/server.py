@@ -13,12 +13,16 @@ import asyncio
 import contextlib
 import os
 import resource
+import shutil
 import signal
 import socket
+import tempfile
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
 import uvicorn
+from prometheus_client.multiprocess import mark_process_dead
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.supervisors import multiprocess
 
@@ -175,6 +179,11 @@ class Worker(multiprocess.Process):
             self._server = Server(config=self.config)
         return self._server
 
+    def join(self) -> None:
+        super().join()
+        if self.pid is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            mark_process_dead(self.pid)  # type: ignore[no-untyped-call]  # gauges leave the sums
+
 
 class Supervisor(multiprocess.Multiprocess):
     def terminate_all(self) -> None:
@@ -207,7 +216,8 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1:
         # uvicorn's supervisor starts, restarts and adds workers of this module-level class.
         multiprocess.Process = Worker  # type: ignore[misc]
-        Supervisor(config, sockets=[config.bind_socket()]).run()
+        with _metrics_directory():
+            Supervisor(config, sockets=[config.bind_socket()]).run()
         return
     # uvicorn raises the signal again once it has stopped gracefully: that is a clean exit.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -216,6 +226,21 @@ def serve(settings: Settings) -> None:
         server.run()
     if not server.started:
         raise SystemExit(3)  # uvicorn's start-up failure status
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[None]:
+    """Where the workers' metrics meet (app/metrics.py): PROMETHEUS_MULTIPROC_DIR when the
+    deployment sets it (and empties it before each start), else a directory of this run's."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="task-operations-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:

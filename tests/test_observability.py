@@ -1,0 +1,254 @@
+"""Metrics at /metrics (one process, and two workers summed) and spans (an in-memory exporter)."""
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.config import Settings
+from app.main import create_app
+from tests.conftest import _with_state, create_task
+from tests.servers import service
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _samples(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def _scrape(client: httpx.AsyncClient) -> Samples:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return _samples(response.text)
+
+
+async def test_requests_are_counted_and_timed_by_operation(client: httpx.AsyncClient) -> None:
+    before = await _scrape(client)
+    task = await create_task(client)
+    for _ in range(3):
+        assert (await client.get(f"/users/alice/tasks/{task['id']}")).status_code == 200
+    assert (await client.get("/users/alice/tasks?limit=0")).status_code == 422
+    assert (await client.get("/nowhere")).status_code == 404
+    after = await _scrape(client)
+
+    def grew(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    requests = "http_requests_total"
+    assert grew(requests, operation_id="createTask", method="POST", status="201") == 1
+    assert grew(requests, operation_id="getTask", method="GET", status="200") == 3
+    assert grew(requests, operation_id="listTasks", method="GET", status="422") == 1
+    assert grew(requests, operation_id="unmatched", method="GET", status="404") == 1
+    duration = "http_request_duration_seconds"
+    assert grew(f"{duration}_count", operation_id="getTask") == 3
+    assert grew(f"{duration}_bucket", operation_id="getTask", le="+Inf") == 3
+    assert grew(f"{duration}_bucket", operation_id="getTask", le="10.0") == 3
+    assert grew(f"{duration}_sum", operation_id="getTask") > 0
+    assert _value(after, "db_pool_size") == Settings().db_pool_size
+    assert _value(after, "db_pool_open") >= 1
+    assert _value(after, "db_pool_in_use") == 0
+    assert _value(after, "db_pool_waiting") == 0
+    assert ("db_errors_total", frozenset({("kind", "timeout")})) in after
+    assert ("db_errors_total", frozenset({("kind", "unavailable")})) in after
+
+
+def test_two_workers_answer_one_sum() -> None:
+    """Whichever worker answers the scrape, it reports what both served."""
+    env = {"WORKERS": "2", "MIGRATE_ON_START": "true", "DB_POOL_SIZE": "7"}
+    with service("tasks_metrics", env, quiet=True) as base_url:
+        ready = 0
+        while ready < 20:  # each worker applies (finds applied) the migrations once started
+            ready = ready + 1 if httpx.get(f"{base_url}/ready").is_success else 0
+        for number in range(40):
+            # A connection per request: the kernel hands them to both workers.
+            with httpx.Client(base_url=base_url) as http:
+                if number % 8 == 0:
+                    created = http.post("/users/carol/tasks", json={"title": f"T{number}"})
+                    assert created.status_code == 201
+                else:
+                    assert http.get("/users/carol/tasks").status_code == 200
+        for _ in range(6):
+            with httpx.Client(base_url=base_url) as http:
+                samples = _samples(http.get("/metrics").text)
+            requests = "http_requests_total"
+            assert (
+                _value(samples, requests, operation_id="createTask", method="POST", status="201")
+                == 5
+            )
+            assert (
+                _value(samples, requests, operation_id="listTasks", method="GET", status="200")
+                == 35
+            )
+            counted = _value(
+                samples, "http_request_duration_seconds_count", operation_id="listTasks"
+            )
+            assert counted == 35
+            assert _value(samples, "db_pool_size") == 14  # each live worker's pool of 7
+
+
+@pytest.fixture
+async def traced(
+    database_url: str,
+) -> AsyncIterator[tuple[httpx.AsyncClient, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    access = logging.getLogger("app.access")
+    level = access.level
+    access.setLevel(logging.INFO)  # as the server's log set-up does: its access lines are on
+    try:
+        application = create_app(database_url=database_url, tracer_provider=provider)
+    finally:
+        access.setLevel(level)
+    async with application.router.lifespan_context(application) as state:
+        transport = httpx.ASGITransport(app=_with_state(application, dict(state or {})))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http, exporter
+
+
+def _one(spans: list[ReadableSpan], kind: SpanKind) -> ReadableSpan:
+    found = [span for span in spans if span.kind == kind]
+    assert len(found) == 1, [span.name for span in spans]
+    return found[0]
+
+
+async def test_a_request_is_one_server_span_with_its_statement_as_a_child(
+    traced: tuple[httpx.AsyncClient, InMemorySpanExporter],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    http, exporter = traced
+    task = await create_task(http, "dave")
+    exporter.clear()
+    capfd.readouterr()
+
+    response = await http.get(
+        f"/users/dave/tasks/{task['id']}", headers={"X-Request-ID": "trace-me-1"}
+    )
+    assert response.status_code == 200
+    spans = list(exporter.get_finished_spans())
+    server = _one(spans, SpanKind.SERVER)
+    statement = _one(spans, SpanKind.CLIENT)
+    assert len(spans) == 2
+    assert server.name == "GET /users/{user_id}/tasks/{task_id}"
+    assert server.attributes is not None
+    assert server.attributes["app.operation_id"] == "getTask"
+    assert server.attributes["app.request_id"] == "trace-me-1"
+    assert server.attributes["http.response.status_code"] == 200
+    assert statement.parent is not None
+    assert statement.parent.span_id == server.context.span_id
+    assert statement.context.trace_id == server.context.trace_id
+    assert statement.attributes is not None
+    assert statement.attributes["db.system.name"] == "postgresql"
+    assert statement.attributes["db.operation.name"] == "SELECT"
+    assert task["id"] not in str(statement.attributes)  # the query's text, never its values
+
+    await asyncio.sleep(0.2)  # the access log writes its lines in batches
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line]
+    line = next(line for line in lines if line["request_id"] == "trace-me-1")
+    assert line["trace_id"] == format(server.context.trace_id, "032x")
+    assert line["operation_id"] == "getTask"
+
+
+async def test_a_transaction_makes_a_span_per_statement(
+    traced: tuple[httpx.AsyncClient, InMemorySpanExporter],
+) -> None:
+    http, exporter = traced
+    exporter.clear()
+    created = await http.post(
+        "/users/erin/tasks", json={"title": "Keyed"}, headers={"Idempotency-Key": "span-key-1"}
+    )
+    assert created.status_code == 201
+    spans = list(exporter.get_finished_spans())
+    server = _one(spans, SpanKind.SERVER)
+    statements = [span for span in spans if span.kind == SpanKind.CLIENT]
+    assert len(statements) == 4  # lock the key, look it up, create the task, record the answer
+    assert all(
+        span.parent is not None and span.parent.span_id == server.context.span_id
+        for span in statements
+    )
+    assert server.attributes is not None
+    assert server.attributes["app.operation_id"] == "createTask"
+
+
+class _Collector(BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector that keeps the spans it receives."""
+
+    spans: ClassVar[list[tuple[str, dict[str, str]]]] = []
+    services: ClassVar[set[str]] = set()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/v1/traces":
+            request = ExportTraceServiceRequest.FromString(body)
+            for resource in request.resource_spans:
+                for attribute in resource.resource.attributes:
+                    if attribute.key == "service.name":
+                        self.services.add(attribute.value.string_value)
+                for scope in resource.scope_spans:
+                    for span in scope.spans:
+                        values = {a.key: a.value.string_value for a in span.attributes}
+                        self.spans.append((span.name, values))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_spans_reach_the_collector_that_otel_variables_name() -> None:
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    env = {
+        "MIGRATE_ON_START": "true",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_port}",
+        "OTEL_SERVICE_NAME": "task-operations-under-test",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms between exports
+    }
+    try:
+        with service("tasks_otlp", env, quiet=True) as base_url:
+            created = httpx.post(
+                f"{base_url}/users/frank/tasks",
+                json={"title": "Traced"},
+                headers={"X-Request-ID": "exported-1"},
+            )
+            assert created.status_code == 201
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                names = {name for name, values in _Collector.spans if values.get("app.request_id")}
+                if "POST /users/{user_id}/tasks" in names:
+                    break
+                time.sleep(0.1)
+    finally:
+        collector.shutdown()
+    server = [
+        values for name, values in _Collector.spans if values.get("app.request_id") == "exported-1"
+    ]
+    assert len(server) == 1
+    assert server[0]["app.operation_id"] == "createTask"
+    assert any(values.get("db.operation.name") == "INSERT" for _, values in _Collector.spans)
+    assert _Collector.services == {"task-operations-under-test"}
