@@ -95,7 +95,7 @@ def create_app(
     contract = Contract()
     contract.install_routes(app)
     if settings.metrics:
-        app.add_route("/metrics", serve_metrics, methods=["GET"], include_in_schema=False)
+        app.add_route("/metrics", serve_metrics, methods=["GET"], name="metrics")
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)
     if settings.cors_origins:
@@ -112,5 +112,5 @@ def create_app(
             ],
             expose_headers=[*contract.response_headers(), "X-Request-ID"],
         )
-    app.add_middleware(Observe, access_log=access_log)
+    app.add_middleware(Observe, access_log=access_log, metrics=settings.metrics)
     return app

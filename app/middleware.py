@@ -110,9 +110,10 @@ class Observe:
     times the request for /metrics, names its span after the contract's operation, and writes
     its access line (app/logs.py)."""
 
-    def __init__(self, app: ASGIApp, access_log: AccessLines | None) -> None:
+    def __init__(self, app: ASGIApp, *, access_log: AccessLines | None, metrics: bool) -> None:
         self.app = app
         self._access_log = access_log
+        self._metrics = metrics
         self._counted: dict[tuple[str, str, int], Any] = {}
         self._timed: dict[str, Any] = {}
 
@@ -156,7 +157,8 @@ class Observe:
         finally:
             elapsed = time.perf_counter() - started
             operation = _operation(scope)
-            self._record(operation, scope["method"], status, elapsed)
+            if self._metrics:
+                self._record(operation, scope["method"], status, elapsed)
             if self._access_log is not None:
                 line = {
                     "request_id": request_id,

@@ -13,9 +13,11 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +240,44 @@ def _targets(results: list[Result]) -> list[tuple[str, bool, str]]:
     return checks
 
 
+def _observability_costs(results: list[Result]) -> list[str]:
+    """CPU time per request that each layer of observability adds, from one-worker runs at 100
+    connections (one saturated core: a request costs 1 / requests per second)."""
+    measured = {r.target: r for r in results if r.scenario == "get_one" and r.connections == 100}
+    lines = []
+    for target, base, what in (
+        ("1w-no-log", "1w-bare", "metrics"),
+        ("service-1w", "1w-no-log", "the access log, over metrics"),
+        ("service-1w", "1w-bare", "metrics and access log (the default)"),
+        ("1w-traced", "service-1w", "traces exported over OTLP, over the default"),
+    ):
+        variant, against = measured.get(target), measured.get(base)
+        if variant and against:
+            cost = (1 / variant.requests_per_s - 1 / against.requests_per_s) * 1e6
+            change = variant.requests_per_s / against.requests_per_s - 1
+            lines.append(f"cost of {what}: {cost:+.0f} us per request ({change:+.0%} req/s)")
+    return lines
+
+
+def _otlp_sink() -> int:
+    """A collector's stand-in on a free port: every export is acknowledged and dropped."""
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_port
+
+
 def main() -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (make bench installs it from Debian's packages)")
@@ -248,21 +288,31 @@ def main() -> int:
     results: list[Result] = []
     print(HEADER)
     # (target, database, scenarios, workers): the one-worker pair measures per-request cost.
-    runs = [
-        ("reference", large, ("get_one", "list_1000"), WORKERS),
-        ("service-10k", small, ("get_one", "list_100"), WORKERS),
-        ("service", large, SCENARIOS, WORKERS),
-        ("ref-1w", large, ("get_one",), 1),
-        ("service-1w", large, ("get_one",), 1),
+    # One worker each, what observability costs: none of it, the default (metrics and access log),
+    # and traces exported to a collector (a local sink that acknowledges and drops them).
+    bare = {"ACCESS_LOG": "false", "METRICS": "false"}
+    traced = {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{_otlp_sink()}/v1/traces",
+        "OTEL_SERVICE_NAME": "task-operations-bench",
+    }
+    runs: list[tuple[str, str, tuple[str, ...], int, dict[str, str]]] = [
+        ("reference", large, ("get_one", "list_1000"), WORKERS, {}),
+        ("service-10k", small, ("get_one", "list_100"), WORKERS, {}),
+        ("service", large, SCENARIOS, WORKERS, {}),
+        ("ref-1w", large, ("get_one",), 1, {}),
+        ("service-1w", large, ("get_one",), 1, {}),
+        ("1w-bare", large, ("get_one",), 1, bare),
+        ("1w-no-log", large, ("get_one",), 1, {"ACCESS_LOG": "false"}),
+        ("1w-traced", large, ("get_one",), 1, traced),
     ]
-    for target, url, wanted, workers in runs:
+    for target, url, wanted, workers, extra in runs:
         scenarios = tuple(scenario for scenario in wanted if scenario in SCENARIOS)
         if not scenarios:
             continue
         ids = REPORTS / f"ids-{target}.txt"
         ids.write_text(asyncio.run(_sample_ids(url)))
         port = free_port()
-        env = {"DATABASE_URL": url, "WORKERS": str(workers)}
+        env = {"DATABASE_URL": url, "WORKERS": str(workers), **extra}
         command: tuple[str, ...] = SERVICE
         if target.startswith("ref"):
             command = (
@@ -277,6 +327,9 @@ def main() -> int:
     print()
     for name, ok, figure in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {figure}")
+    costs = _observability_costs(results)
+    for line in costs:
+        print(line)
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -287,6 +340,7 @@ def main() -> int:
         "workers": WORKERS,
         "results": [asdict(r) for r in results],
         "targets": [{"name": n, "met": ok, "figure": f} for n, ok, f in checks],
+        "observability": costs,
     }
     path = REPORTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(report, indent=2))

@@ -62,6 +62,7 @@ async def test_requests_are_counted_and_timed_by_operation(client: httpx.AsyncCl
     assert grew(requests, operation_id="getTask", method="GET", status="200") == 3
     assert grew(requests, operation_id="listTasks", method="GET", status="422") == 1
     assert grew(requests, operation_id="unmatched", method="GET", status="404") == 1
+    assert grew(requests, operation_id="metrics", method="GET", status="200") == 1  # `before`
     duration = "http_request_duration_seconds"
     assert grew(f"{duration}_count", operation_id="getTask") == 3
     assert grew(f"{duration}_bucket", operation_id="getTask", le="+Inf") == 3
