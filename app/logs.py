@@ -7,11 +7,11 @@ import select
 from contextvars import ContextVar
 from typing import Any
 
-# Set by the access log middleware for the request being handled; "-" outside requests.
+# Set by the Observe middleware for the request being handled; "-" outside requests.
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
 # No line names its caller's source line, thread or process: not gathering them halves the cost
-# of a record, and the access log writes one per request (the logging docs' "Optimization").
+# of a record (the logging docs' "Optimization").
 logging._srcfile = None
 logging.logThreads = False
 logging.logProcesses = False
