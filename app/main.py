@@ -95,7 +95,7 @@ def create_app(
     contract = Contract()
     contract.install_routes(app)
     if settings.metrics:
-        app.add_route("/metrics", serve_metrics, methods=["GET"], name="metrics")
+        app.add_api_route("/metrics", serve_metrics, methods=["GET"], name="metrics")
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)
     if settings.cors_origins:
