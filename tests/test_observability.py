@@ -3,15 +3,11 @@
 import asyncio
 import json
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -21,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import _with_state, create_task
+from tests.otlp import Collector
 from tests.servers import service
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -194,39 +191,11 @@ async def test_a_transaction_makes_a_span_per_statement(
     assert server.attributes["app.operation_id"] == "createTask"
 
 
-class _Collector(BaseHTTPRequestHandler):
-    """An OTLP/HTTP collector that keeps the spans it receives."""
-
-    spans: ClassVar[list[tuple[str, dict[str, str]]]] = []
-    services: ClassVar[set[str]] = set()
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.path == "/v1/traces":
-            request = ExportTraceServiceRequest.FromString(body)
-            for resource in request.resource_spans:
-                for attribute in resource.resource.attributes:
-                    if attribute.key == "service.name":
-                        self.services.add(attribute.value.string_value)
-                for scope in resource.scope_spans:
-                    for span in scope.spans:
-                        values = {a.key: a.value.string_value for a in span.attributes}
-                        self.spans.append((span.name, values))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 def test_spans_reach_the_collector_that_otel_variables_name() -> None:
-    collector = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    collector = Collector()
     env = {
         "MIGRATE_ON_START": "true",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_port}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
         "OTEL_SERVICE_NAME": "task-operations-under-test",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms between exports
     }
@@ -240,16 +209,16 @@ def test_spans_reach_the_collector_that_otel_variables_name() -> None:
             assert created.status_code == 201
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
-                names = {name for name, values in _Collector.spans if values.get("app.request_id")}
+                names = {name for name, values in collector.spans if values.get("app.request_id")}
                 if "POST /users/{user_id}/tasks" in names:
                     break
                 time.sleep(0.1)
     finally:
-        collector.shutdown()
+        collector.close()
     server = [
-        values for name, values in _Collector.spans if values.get("app.request_id") == "exported-1"
+        values for name, values in collector.spans if values.get("app.request_id") == "exported-1"
     ]
     assert len(server) == 1
     assert server[0]["app.operation_id"] == "createTask"
-    assert any(values.get("db.operation.name") == "INSERT" for _, values in _Collector.spans)
-    assert _Collector.services == {"task-operations-under-test"}
+    assert any(values.get("db.operation.name") == "INSERT" for _, values in collector.spans)
+    assert collector.services == {"task-operations-under-test"}
