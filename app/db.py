@@ -240,6 +240,8 @@ class Database:
         return await execute(statement, *args, timeout=self._timeout)
 
     async def _acquire(self, row: Hashable) -> Connection:
+        if row is None and self._pool.idle_at_once():
+            return await self._pool.acquire()  # nothing to wait for, and so nothing to bound
         try:
             # One bound for the whole wait: the row's turn, a free slot, a new connection.
             async with asyncio.timeout(self._acquire_timeout):

@@ -27,12 +27,12 @@ from generated.router import create_router
 
 
 def get_handlers(request: Request) -> TaskHandlers:
+    """The handlers for this request: those of the token's owner, or the lifespan's own."""
     principal: Principal | None = getattr(request.state, "principal", None)
-    return TaskHandlers(
-        request.state.database,
-        request.state.policy,
-        email=principal.email if principal else None,
-    )
+    if principal is None:
+        handlers: TaskHandlers = request.state.handlers
+        return handlers
+    return TaskHandlers(request.state.database, request.state.policy, email=principal.email)
 
 
 def create_app(
@@ -71,6 +71,7 @@ def create_app(
             yield {
                 "database": database,
                 "policy": policy,
+                "handlers": TaskHandlers(database, policy),
                 "authenticator": authenticator,
             }
         finally:

@@ -50,6 +50,10 @@ class Pool:
     def in_use(self) -> int:
         return len(self._open) - len(self._idle)
 
+    def idle_at_once(self) -> bool:
+        """Whether acquire() would return an open idle connection without waiting for anything."""
+        return bool(self._idle) and not self._slots.locked() and not self._idle[-1].is_closed()
+
     async def acquire(self) -> Connection:
         if self._slots.locked():
             self.waiting += 1
