@@ -207,13 +207,12 @@ class Database:
             raise DatabaseNotReady
         connection = await self._acquire(row)
         try:
-            with self._tracer.span(query):
-                try:
-                    result = await self._execute(connection, execute, query, args)
-                except LOST_STATEMENTS as error:
-                    self._use_unnamed_statements(error)
-                    # It failed at Parse or Bind, before it ran: run it once more, unnamed.
-                    result = await self._execute(connection, execute, query, args)
+            try:
+                result = await self._execute(connection, execute, query, args)
+            except LOST_STATEMENTS as error:
+                self._use_unnamed_statements(error)
+                # It failed at Parse or Bind, before it ran: run it once more, unnamed.
+                result = await self._execute(connection, execute, query, args)
         except BaseException as error:
             self._put_back(connection, row, error)
             if isinstance(error, Exception):
@@ -228,16 +227,17 @@ class Database:
         self, connection: Connection, execute: Execute, query: str, args: tuple[object, ...]
     ) -> Any:
         named = self.named
-        statement = connection.statements[named].get(query)
-        if statement is None:
-            # A name is the query's digest: whichever client prepared a statement of that name
-            # on a shared server connection, it is this very query.
-            name = "tasks_" + hashlib.blake2b(query.encode(), digest_size=12).hexdigest()
-            statement = await connection.prepare(
-                query, name=name if named else None, timeout=self._timeout
-            )
-            connection.statements[named][query] = statement
-        return await execute(statement, *args, timeout=self._timeout)
+        with self._tracer.span(query):  # every statement sent, in a transaction or not
+            statement = connection.statements[named].get(query)
+            if statement is None:
+                # A name is the query's digest: whichever client prepared a statement of that
+                # name on a shared server connection, it is this very query.
+                name = "tasks_" + hashlib.blake2b(query.encode(), digest_size=12).hexdigest()
+                statement = await connection.prepare(
+                    query, name=name if named else None, timeout=self._timeout
+                )
+                connection.statements[named][query] = statement
+            return await execute(statement, *args, timeout=self._timeout)
 
     async def _acquire(self, row: Hashable) -> Connection:
         if row is None and self._pool.idle_at_once():
@@ -341,13 +341,12 @@ class Transaction:
         self._connection = connection
 
     async def fetchval(self, query: str, *args: object) -> object:
-        return await self._execute(PreparedStatement.fetchval, query, args)
+        execute = PreparedStatement.fetchval
+        return await self._database._execute(self._connection, execute, query, args)
 
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        record: asyncpg.Record | None = await self._execute(PreparedStatement.fetchrow, query, args)
+        execute = PreparedStatement.fetchrow
+        record: asyncpg.Record | None = await self._database._execute(
+            self._connection, execute, query, args
+        )
         return record
-
-    async def _execute(self, execute: Execute, query: str, args: tuple[object, ...]) -> Any:
-        database = self._database
-        with database._tracer.span(query):
-            return await database._execute(self._connection, execute, query, args)

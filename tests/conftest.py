@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 
 from app.config import Settings
 from app.embedded import start_embedded_postgres
@@ -61,10 +62,12 @@ def _with_state(app: FastAPI, state: dict[str, Any]) -> Any:
 
 @asynccontextmanager
 async def serving(
-    database_url: str, settings: Settings | None = None
+    database_url: str,
+    settings: Settings | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client for an app of its own, its lifespan running for the duration."""
-    application = create_app(settings, database_url=database_url)
+    application = create_app(settings, database_url=database_url, tracer_provider=tracer_provider)
     async with application.router.lifespan_context(application) as state:
         transport = httpx.ASGITransport(app=_with_state(application, dict(state or {})))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

@@ -15,8 +15,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
-from app.main import create_app
-from tests.conftest import _with_state, create_task
+from tests.conftest import create_task, serving
 from tests.otlp import Collector
 from tests.servers import service
 
@@ -118,13 +117,11 @@ async def traced(
     level = access.level
     access.setLevel(logging.INFO)  # as the server's log set-up does: its access lines are on
     try:
-        application = create_app(database_url=database_url, tracer_provider=provider)
+        async with serving(database_url, tracer_provider=provider) as http:
+            access.setLevel(level)  # the app made its access log when it was created
+            yield http, exporter
     finally:
         access.setLevel(level)
-    async with application.router.lifespan_context(application) as state:
-        transport = httpx.ASGITransport(app=_with_state(application, dict(state or {})))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http, exporter
 
 
 def _one(spans: list[ReadableSpan], kind: SpanKind) -> ReadableSpan:
