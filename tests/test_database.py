@@ -16,11 +16,14 @@ def _settings(**values: object) -> Settings:
     return Settings(_env_file=None, migrate_on_start=False, **values)  # type: ignore[arg-type]
 
 
-async def test_every_connection_has_the_statement_and_lock_timeouts(database_url: str) -> None:
+async def test_every_connection_has_the_timeouts_and_generic_plans(database_url: str) -> None:
     database = await open_database(_settings(), database_url)
     try:
         assert await database.fetchval("SELECT current_setting('statement_timeout')") == "5s"
         assert await database.fetchval("SELECT current_setting('lock_timeout')") == "2s"
+        assert await database.fetchval("SELECT current_setting('plan_cache_mode')") == (
+            "force_generic_plan"
+        )
         assert await database.fetchval("SELECT current_setting('TimeZone')") == "UTC"
     finally:
         await database.close()
@@ -56,6 +59,7 @@ def test_a_neon_pooler_host_is_a_transaction_pooler() -> None:
         "timezone": "UTC",
         "statement_timeout": "5000",
         "lock_timeout": "2000",
+        "plan_cache_mode": "force_generic_plan",
     }
 
 
