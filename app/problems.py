@@ -54,6 +54,14 @@ class DatabaseNotReady(DatabaseUnavailable):
     detail = "The database is not ready yet; retry later."
 
 
+class OwnerBusy(DomainError):
+    """Complete all or reopen all ran on the user again and again while a write waited."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    detail = "The user's tasks are changing all at once; retry later."
+    headers = {"Retry-After": RETRY_AFTER_SECONDS}  # noqa: RUF012  (never mutated)
+
+
 class TaskLimitReached(DomainError):
     status = HTTPStatus.CONFLICT
 

@@ -29,15 +29,51 @@ class User(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(USER_ID_CHECK, name="users_id_format"),
         CheckConstraint("task_count >= 0", name="users_task_count_not_negative"),
+        CheckConstraint(
+            "completed_count BETWEEN 0 AND task_count", name="users_completed_count_bounds"
+        ),
     )
 
     id: str = Field(sa_column=Column(String(64), primary_key=True))
     email: str | None = Field(default=None, sa_column=Column(String(320), nullable=True))
-    # Moves in the statements that create and delete the user's tasks: the per-user limit.
+    # Move in the statements that write the user's tasks: the per-user limit, and the counts.
     task_count: int = Field(sa_column=Column(Integer, nullable=False, server_default=text("0")))
+    completed_count: int = Field(
+        sa_column=Column(Integer, nullable=False, server_default=text("0"))
+    )
     created_at: datetime = Field(
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
     )
+    # The user's last completion mark (app/completion.py), read under the lock on this row.
+    completion_epoch: int = Field(
+        sa_column=Column(BigInteger, nullable=False, server_default=text("0"))
+    )
+    completion_state: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
+    completion_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    completion_flips: int = Field(
+        sa_column=Column(BigInteger, nullable=False, server_default=text("0"))
+    )
+    # When the state of the marks last changed: the first mark of the last run of equal states.
+    completion_changed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class CompletionMark(SQLModel, table=True):
+    """Complete all (or reopen all) of one user: the tasks behind its epoch follow it."""
+
+    __tablename__ = "completion_marks"
+
+    user_id: str = Field(
+        sa_column=Column(String(64), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    )
+    epoch: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    is_completed: bool = Field(sa_column=Column(Boolean, nullable=False))
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # State changes from one mark to the next, counted from the user's first mark.
+    flips: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class Task(SQLModel, table=True):
@@ -55,13 +91,12 @@ class Task(SQLModel, table=True):
             "is_completed = (completed_at IS NOT NULL)", name="tasks_completed_at_matches"
         ),
         Index("tasks_user_created_id", "user_id", "created_at", "id"),
+        # task_search_keys() is defined by migration 0004 (see app/search.py).
         Index(
-            "tasks_search",
-            "user_id",
-            "title",
-            "description",
+            "tasks_search_keys",
+            text("task_search_keys(user_id, title, description)"),
             postgresql_using="gin",
-            postgresql_ops={"title": "gin_trgm_ops", "description": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
         ),
         {"postgresql_with": {"fillfactor": 80}},
     )
@@ -88,6 +123,10 @@ class Task(SQLModel, table=True):
     )
     # Moves by one in the statement that changes the task: the task's entity tag.
     version: int = Field(sa_column=Column(BigInteger, nullable=False, server_default=text("1")))
+    # The owner's completion epoch at the task's last write; behind it, the marks since apply.
+    completion_epoch: int = Field(
+        sa_column=Column(BigInteger, nullable=False, server_default=text("0"))
+    )
 
 
 class IdempotencyKey(SQLModel, table=True):

@@ -16,11 +16,13 @@ from uuid import UUID
 import asyncpg
 from starlette.responses import Response
 
+from app.completion import EPOCH, SET_ALL_COMPLETION, current, current_state, first_mark
 from app.db import Database, Statements
 from app.idempotency import Answer, create_once, fingerprint
 from app.pagination import Listing, decode_cursor, encode_cursor
 from app.preconditions import etag, not_modified, writable_versions
-from app.problems import PreconditionFailed, TaskLimitReached, TaskNotFound
+from app.problems import OwnerBusy, PreconditionFailed, TaskLimitReached, TaskNotFound
+from app.search import contains, search_keys
 from generated.handlers import OperationHandlers
 from generated.models import (
     CompletionForAll,
@@ -36,137 +38,193 @@ from generated.models import (
 )
 
 COLUMNS = "id, user_id, title, description, is_completed, completed_at, created_at, updated_at"
+CONTRACT = COLUMNS.split(", ")
 
-# One task as the contract's JSON, in SELECT and RETURNING alike. Timestamps render as RFC 3339
-# in the session's time zone, which the pool sets to UTC.
+# One task as the contract's JSON, from its own columns: what a write returns, the task being
+# current after it. Timestamps render as RFC 3339 in the session's time zone, which the pool
+# sets to UTC.
 TASK_JSON = (
     "(SELECT row_to_json(task) FROM (SELECT "
-    + ", ".join(f"tasks.{column}" for column in COLUMNS.split(", "))
+    + ", ".join(f"tasks.{column}" for column in CONTRACT)
     + ") task)::text"
 )
 
-# updated_at moves forward on every change, even two changes within one clock tick.
-NEXT_UPDATED_AT = "greatest(now(), updated_at + interval '1 microsecond')"
-# Completing keeps an earlier completion time, or sets now; reopening clears it.
-COMPLETED_AT = (
-    "CASE WHEN {flag} THEN coalesce(CASE WHEN is_completed THEN completed_at END, now()) END"
-)
 
-# A write that changes the task moves updated_at and the version, its entity tag, together.
-CHANGED = f"updated_at = {NEXT_UPDATED_AT}, version = version + 1"
-# Where a conditional write adds "AND version = ANY($n)".
-GUARD = "{guard}"
+def _as_it_is(task: str) -> str:
+    """The contract's columns of `task` as they are now (app/completion.py; f joined)."""
+    fields = current(task)
+    return ", ".join(
+        f"{fields[column]} AS {column}" if column in fields else f"{task}.{column}"
+        for column in CONTRACT
+    )
 
-GET = f"SELECT {TASK_JSON}, version FROM tasks WHERE user_id = $1 AND id = $2"
+
+GET = f"""
+SELECT (SELECT row_to_json(task) FROM (SELECT {", ".join(f"v.{c}" for c in CONTRACT)}) task)::text,
+    v.version
+FROM (
+    SELECT {_as_it_is("t")}, {current("t")["version"]} AS version
+    FROM tasks t {first_mark("t")}
+    WHERE t.user_id = $1 AND t.id = $2
+) v"""
 
 # The owner's row counts the tasks: the upsert that counts the new one also locks the row, so
 # concurrent creates of one user take turns and the limit ($6) holds; no task is made past it.
 CREATE = f"""
 WITH owner AS (
-    INSERT INTO users (id, email, task_count) VALUES ($1, $5, 1)
-    ON CONFLICT (id) DO UPDATE SET task_count = users.task_count + 1
+    INSERT INTO users (id, email, task_count, completed_count) VALUES ($1, $5, 1, $4::boolean::int)
+    ON CONFLICT (id) DO UPDATE SET task_count = users.task_count + 1,
+        completed_count = users.completed_count + $4::boolean::int
     WHERE users.task_count < $6
-    RETURNING id
+    RETURNING id, completion_epoch
 )
-INSERT INTO tasks (user_id, title, description, is_completed, completed_at)
-SELECT id, $2::varchar, $3::varchar, $4::boolean, CASE WHEN $4 THEN now() END FROM owner
+INSERT INTO tasks (user_id, title, description, is_completed, completed_at, completion_epoch)
+SELECT id, $2::varchar, $3::varchar, $4::boolean, CASE WHEN $4 THEN now() END, completion_epoch
+FROM owner
 RETURNING {TASK_JSON}, version, id"""
 
-# A deletion gives the owner's count back, in the statement that deletes.
-UNCOUNT = (
-    "counted AS (UPDATE users SET task_count = task_count - (SELECT count(*) FROM written)"
-    " WHERE id = $1 AND EXISTS (SELECT FROM written))"
+# A write to one task locks its owner's row first, then the task as it is now (`current`).
+# Holding the owner's row orders the write with complete all and reopen all, and with the
+# owner's counts. `seen` says whether the statement's snapshot holds the owner's last mark: a
+# mark made after the snapshot was taken cannot be read, and the write is run again.
+CURRENT = f"""owner AS (SELECT completion_epoch FROM users WHERE id = $1 FOR NO KEY UPDATE),
+current AS (
+    SELECT t.id, t.title, t.description,
+        {", ".join(f"{sql} AS {name}" for name, sql in current("t").items())},
+        (SELECT completion_epoch FROM owner) = {EPOCH} AS seen
+    FROM tasks t {first_mark("t")}
+    WHERE t.user_id = $1 AND t.id = $2
+    FOR UPDATE OF t
+)"""
+
+# Completing keeps an earlier completion time, or sets now; reopening clears it.
+COMPLETED_AT = (
+    "CASE WHEN {flag} THEN coalesce(CASE WHEN current.is_completed THEN current.completed_at END,"
+    " now()) END"
 )
+# Every write moves updated_at forward (even two writes within one clock tick) and the version,
+# the entity tag, and catches the task up to its owner's epoch.
+CHANGED = (
+    "updated_at = greatest(now(), current.updated_at + interval '1 microsecond'),"
+    f" version = current.version + 1, completion_epoch = {EPOCH}"
+)
+
+# A write's own counts: `moved` (+1, 0 or -1) for the completed tasks, or the deleted task.
+RECOUNT = """counted AS (
+    UPDATE users SET completed_count = completed_count + (SELECT moved FROM written)
+    WHERE id = $1 AND EXISTS (SELECT FROM written WHERE moved <> 0)
+)"""
+UNCOUNT = """counted AS (
+    UPDATE users SET task_count = task_count - (SELECT count(*) FROM written),
+        completed_count = completed_count
+            - (SELECT count(*) FILTER (WHERE is_completed) FROM written)
+    WHERE id = $1 AND EXISTS (SELECT FROM written)
+)"""
+
+
+# Marks made while a write waited, in a row, before it answers 503.
+MARK_RACES = 5
 
 
 class Write(NamedTuple):
-    """A write statement as it is, and guarded by If-Match.
+    """A write to one task, as it is and guarded by If-Match.
 
     The guarded one changes the task only when its version is one of the last parameter, in the
-    same statement (so two writers holding one entity tag cannot both succeed), and adds whether
-    the task exists at all, which tells a 412 from a 404.
+    same statement, so two writers holding one entity tag cannot both succeed. Both answer one
+    row: what the write returns (NULLs when nothing was written), whether the task exists (a 412
+    or a 404), and `seen`.
     """
 
     plain: str
     guarded: str
 
 
-def _write(statement: str, arity: int, *, then: str = "") -> Write:
-    """`then`: further statements on what was written, as `name AS (...)` over `written`."""
-    guarded = statement.replace(GUARD, f" AND version = ANY(${arity + 1}::bigint[])")
-    plain = statement.replace(GUARD, "")
-    also = f", {then}" if then else ""
+def _write(statement: str, arity: int, *, then: str) -> Write:
+    def build(guard: str) -> str:
+        return f"""
+WITH {CURRENT},
+written AS ({statement.format(guard=guard)}),
+{then}
+SELECT written.*, found, seen FROM (
+    SELECT EXISTS (SELECT FROM current) AS found, coalesce((SELECT seen FROM current), true) AS seen
+) AS task LEFT JOIN written ON true"""
+
     return Write(
-        plain=f"WITH written AS ({plain}){also} SELECT * FROM written" if then else plain,
-        guarded=f"""
-WITH existing AS (SELECT FROM tasks WHERE user_id = $1 AND id = $2),
-written AS ({guarded}){also}
-SELECT written.*, EXISTS (SELECT FROM existing) FROM (SELECT) AS one LEFT JOIN written ON true""",
+        plain=build(""), guarded=build(f" AND current.version = ANY(${arity + 1}::bigint[])")
     )
 
 
-REPLACE = _write(
-    f"""
-UPDATE tasks SET title = $3, description = $4, is_completed = $5,
-    completed_at = {COMPLETED_AT.format(flag="$5")}, {CHANGED}
-WHERE user_id = $1 AND id = $2{GUARD}
-RETURNING {TASK_JSON}, version""",
+def _update(sets: str, arity: int) -> Write:
+    return _write(
+        f"""
+UPDATE tasks SET {sets}, {CHANGED}
+FROM current WHERE tasks.id = current.id AND current.seen{{guard}}
+RETURNING {TASK_JSON}, tasks.version,
+    tasks.is_completed::int - current.is_completed::int AS moved""",
+        arity,
+        then=RECOUNT,
+    )
+
+
+REPLACE = _update(
+    "title = $3, description = $4, is_completed = $5,"
+    f" completed_at = {COMPLETED_AT.format(flag='$5')}",
     arity=5,
 )
 
 # $3, $5, $7 say whether title, description and is_completed were given; $4, $6, $8 are them.
-UPDATE = _write(
-    f"""
-UPDATE tasks SET
-    title = CASE WHEN $3 THEN $4::varchar ELSE title END,
-    description = CASE WHEN $5 THEN $6::varchar ELSE description END,
-    is_completed = CASE WHEN $7 THEN $8::boolean ELSE is_completed END,
-    completed_at = CASE WHEN $7 THEN {COMPLETED_AT.format(flag="$8")} ELSE completed_at END,
-    {CHANGED}
-WHERE user_id = $1 AND id = $2{GUARD}
-RETURNING {TASK_JSON}, version""",
+UPDATE = _update(
+    f"""title = CASE WHEN $3 THEN $4::varchar ELSE current.title END,
+    description = CASE WHEN $5 THEN $6::varchar ELSE current.description END,
+    is_completed = CASE WHEN $7 THEN $8::boolean ELSE current.is_completed END,
+    completed_at = CASE WHEN $7 THEN {COMPLETED_AT.format(flag="$8")}
+        ELSE current.completed_at END""",
     arity=8,
 )
 
-TOGGLE = _write(
-    f"""
-UPDATE tasks SET is_completed = NOT is_completed,
-    completed_at = CASE WHEN is_completed THEN NULL ELSE now() END,
-    {CHANGED}
-WHERE user_id = $1 AND id = $2{GUARD}
-RETURNING {TASK_JSON}, version""",
+TOGGLE = _update(
+    "is_completed = NOT current.is_completed,"
+    " completed_at = CASE WHEN current.is_completed THEN NULL ELSE now() END",
     arity=2,
 )
 
 DELETE = _write(
-    f"DELETE FROM tasks WHERE user_id = $1 AND id = $2{GUARD} RETURNING id", arity=2, then=UNCOUNT
+    "DELETE FROM tasks USING current WHERE tasks.id = current.id AND current.seen{guard}"
+    " RETURNING tasks.id, current.is_completed",
+    arity=2,
+    then=UNCOUNT,
 )
 
-# Every task of the user not yet in the state $2, in one statement; the rest do not change.
-SET_ALL_COMPLETION = f"""
-WITH written AS (
-    UPDATE tasks SET is_completed = $2, completed_at = CASE WHEN $2 THEN now() END, {CHANGED}
-    WHERE user_id = $1 AND is_completed <> $2
-    RETURNING 1
-)
-SELECT count(*) FROM written"""
+# How many of the user's tasks are in the state $2, from the owner's counts: when they say none,
+# the user's tasks are not read at all.
+AWAY_FROM = "CASE WHEN $2 THEN completed_count ELSE task_count - completed_count END"
 
+# The user's tasks in the state $2, deleted in one statement; answers how many, and `seen`.
 DELETE_ALL = f"""
-WITH written AS (DELETE FROM tasks WHERE user_id = $1 AND is_completed = $2 RETURNING 1),
+WITH owner AS (SELECT completion_epoch FROM users WHERE id = $1 FOR NO KEY UPDATE),
+written AS (
+    DELETE FROM tasks
+    WHERE user_id = $1 AND {current_state("tasks")} = $2
+        AND (SELECT {AWAY_FROM} FROM users WHERE id = $1) > 0
+        AND (SELECT completion_epoch FROM owner) = {EPOCH}
+    RETURNING $2 AS is_completed
+),
 {UNCOUNT}
-SELECT count(*) FROM written"""
+SELECT count(*), (SELECT completion_epoch FROM owner) IS NOT DISTINCT FROM {EPOCH} FROM written"""
 
+# The owner's row holds both counts; a user with no row has no tasks.
 COUNT = """
-SELECT row_to_json(counts)::text FROM (
-    SELECT count(*) AS total, count(*) FILTER (WHERE NOT is_completed) AS open,
-        count(*) FILTER (WHERE is_completed) AS completed
-    FROM tasks WHERE user_id = $1
-) counts"""
+SELECT coalesce(
+    (SELECT format('{"total":%s,"open":%s,"completed":%s}',
+                   task_count, task_count - completed_count, completed_count)
+     FROM users WHERE id = $1),
+    '{"total":0,"open":0,"completed":0}')"""
 
 
 class ListShape(NamedTuple):
     filtered: bool
     searched: bool
+    keyed: bool  # a search with index keys to look up (app/search.py)
     after_cursor: bool
     newest_first: bool
 
@@ -174,13 +232,18 @@ class ListShape(NamedTuple):
 def _list_query(shape: ListShape) -> str:
     """One statement per shape, so that each gets its own plan.
 
-    Lists walk (user_id, created_at, id) forwards or backwards, with no sort; a search lets the
-    planner choose between that walk and the trigram index on the user's titles and descriptions.
+    Lists walk (user_id, created_at, id) forwards or backwards, with no sort; a search with keys
+    reads the user's entries of the search index, one without walks the user's tasks.
     """
-    conditions = ["user_id = $1"]
+    # The search keys name the owner already; the owner's index would only add a second bitmap
+    # to AND with, so the owner is a plain filter there.
+    conditions = ["(user_id = $1) IS TRUE" if shape.keyed else "user_id = $1"]
     number = 3  # $1 is the owner, $2 the limit
     if shape.filtered:
-        conditions.append(f"is_completed = ${number}")
+        conditions.append(f"{current_state('tasks')} = ${number}")
+        number += 1
+    if shape.keyed:
+        conditions.append(f"task_search_keys(user_id, title, description) @> ${number}::text[]")
         number += 1
     if shape.searched:
         conditions.append(f"(title ILIKE ${number} OR description ILIKE ${number})")
@@ -190,22 +253,23 @@ def _list_query(shape: ListShape) -> str:
         conditions.append(f"(created_at, id) {after} (${number}, ${number + 1})")
     direction = " DESC" if shape.newest_first else ""
     order = f"created_at{direction}, id{direction}"
-    page = f"SELECT {COLUMNS} FROM tasks WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT $2"
-    # The same rendering as TASK_JSON, over the page at once: 2.4 ms per 1,000 rows where the
-    # per-row subquery takes 4.4 ms and json_build_object 3.3 ms.
-    return f"SELECT row_to_json(page)::text, created_at, id FROM ({page}) page ORDER BY {order}"
+    page = (
+        f"SELECT {COLUMNS}, version, completion_epoch FROM tasks"
+        f" WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT $2"
+    )
+    # row_to_json over the page at once: 2.4 ms per 1,000 rows where a per-row subquery takes
+    # 4.4 ms and json_build_object 3.3 ms.
+    return f"""
+SELECT row_to_json(v)::text, created_at, id FROM (
+    SELECT {_as_it_is("p")} FROM ({page}) p {first_mark("p")}
+) v ORDER BY {order}"""
 
 
 LIST = {
     shape: _list_query(shape)
-    for shape in (ListShape(*flags) for flags in itertools.product((False, True), repeat=4))
+    for shape in (ListShape(*flags) for flags in itertools.product((False, True), repeat=5))
+    if shape.searched or not shape.keyed
 }
-
-
-def _contains(text: str) -> str:
-    """An ILIKE pattern for `text` anywhere: its own %, _ and \\ match only themselves."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def _completed(body: TaskInput) -> bool:
@@ -260,12 +324,19 @@ class TaskHandlers(OperationHandlers):
         args: list[object] = [user_id, limit + 1]
         if completed is not None:
             args.append(completed)
+        keys = search_keys(user_id, q) if q is not None else []
+        if keys:
+            args.append(keys)
         if q is not None:
-            args.append(_contains(q))
+            args.append(contains(q))
         if cursor is not None:
             args.extend(decode_cursor(cursor, listing))
         shape = ListShape(
-            completed is not None, q is not None, cursor is not None, listing.newest_first
+            completed is not None,
+            q is not None,
+            bool(keys),
+            cursor is not None,
+            listing.newest_first,
         )
         rows = await self.database.fetch(LIST[shape], *args)
         headers = None
@@ -291,12 +362,14 @@ class TaskHandlers(OperationHandlers):
     async def set_all_tasks_completion(
         self, *, user_id: str, body: CompletionForAll
     ) -> UpdatedCount | Response:
-        updated = await self.database.fetchval(SET_ALL_COMPLETION, user_id, body.is_completed)
+        updated = await self.database.fetchval(
+            SET_ALL_COMPLETION, user_id, body.is_completed, row=user_id
+        )
         return _json(f'{{"updated":{updated}}}')
 
     async def delete_tasks(self, *, completed: bool, user_id: str) -> DeletedCount | Response:
-        deleted = await self.database.fetchval(DELETE_ALL, user_id, completed)
-        return _json(f'{{"deleted":{deleted}}}')
+        row = await self._until_seen(DELETE_ALL, (user_id, completed), user_id)
+        return _json(f'{{"deleted":{row[0]}}}')
 
     async def create_task(
         self, *, idempotency_key: str | None, user_id: str, body: TaskInput
@@ -388,19 +461,27 @@ class TaskHandlers(OperationHandlers):
     ) -> asyncpg.Record:
         """One write statement, guarded by If-Match when the request has one.
 
-        Writes to one task take turns (app/db.py): behind a lock on its row, only one of them
-        waits holding a connection.
+        Writes to one user's tasks take turns (app/db.py): behind the lock on the owner's row,
+        only one of them waits holding a connection.
         """
         versions = writable_versions(if_match, required=self.policy.require_if_match)
         if versions is None:
-            row = await self.database.fetchrow(write.plain, user_id, task_id, *args, row=task_id)
-            if row is None:
-                raise TaskNotFound
-            return row
-        row = await self.database.fetchrow(
-            write.guarded, user_id, task_id, *args, versions, row=task_id
-        )
-        assert row is not None  # the guarded statement always answers one row
+            statement, values = write.plain, (user_id, task_id, *args)
+        else:
+            statement, values = write.guarded, (user_id, task_id, *args, versions)
+        row = await self._until_seen(statement, values, user_id)
         if row[0] is None:
-            raise PreconditionFailed if row[-1] else TaskNotFound
+            raise PreconditionFailed if row[-2] else TaskNotFound
         return row
+
+    async def _until_seen(
+        self, statement: str, values: tuple[object, ...], user_id: str
+    ) -> asyncpg.Record:
+        """Runs a statement that answers `seen` last again while its snapshot missed a mark that
+        its owner's row already holds: one made while it waited for that row."""
+        for _ in range(MARK_RACES):
+            row = await self.database.fetchrow(statement, *values, row=user_id)
+            assert row is not None  # these statements always answer one row
+            if row[-1]:
+                return row
+        raise OwnerBusy

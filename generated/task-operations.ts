@@ -577,7 +577,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["ValidationProblem"];
             };
         };
-        /** @description The database cannot be reached; retry later. */
+        /** @description The database cannot be reached, or the user's tasks kept changing all at once (complete all, reopen all) while the request waited; retry later. */
         ServiceUnavailable: {
             headers: {
                 /**

@@ -22,7 +22,7 @@ os.environ["MIGRATE_ON_START"] = "false"
 
 
 async def truncate(database_url: str) -> None:
-    await execute(database_url, "TRUNCATE users, tasks, idempotency_keys")
+    await execute(database_url, "TRUNCATE users, tasks, idempotency_keys, completion_marks")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,9 @@ the per-user limit."""
 
 import asyncio
 from collections import Counter
+from collections.abc import Coroutine
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -170,30 +172,92 @@ async def test_clearing_needs_completed(client: httpx.AsyncClient, params: dict[
     assert (await client.get("/users/alice/tasks/counts")).json()["total"] == 1
 
 
-async def _task_count(database_url: str, user_id: str) -> tuple[int, int]:
-    """The owner's counter, and the tasks it counts."""
+async def _counted(
+    client: httpx.AsyncClient, database_url: str, user_id: str
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The owner's counters (tasks, completed tasks), and the tasks the API lists."""
     async with connect(database_url) as connection:
         row = await connection.fetchrow(
-            "SELECT task_count, (SELECT count(*) FROM tasks WHERE user_id = $1) FROM users"
-            " WHERE id = $1",
-            user_id,
+            "SELECT task_count, completed_count FROM users WHERE id = $1", user_id
         )
     assert row is not None
-    return row[0], row[1]
+    tasks, url = [], f"/users/{user_id}/tasks?limit=1000"
+    while url:
+        response = await client.get(url)
+        tasks += response.json()
+        url = response.headers.get("link", "").partition("<")[2].partition(">")[0]
+    return (row[0], row[1]), (len(tasks), sum(task["is_completed"] for task in tasks))
 
 
-async def test_the_owners_count_follows_every_create_and_delete(
+async def test_the_owners_counts_follow_every_write(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
     tasks = [await create_task(client, is_completed=i % 2 == 0) for i in range(6)]
-    assert await _task_count(database_url, "alice") == (6, 6)
-    await client.delete(f"/users/alice/tasks/{tasks[0]['id']}")
-    etag = (await client.get(f"/users/alice/tasks/{tasks[1]['id']}")).headers["etag"]
-    await client.delete(f"/users/alice/tasks/{tasks[1]['id']}", headers={"If-Match": etag})
-    await client.delete(f"/users/alice/tasks/{tasks[1]['id']}")  # gone already: counts nothing
-    assert await _task_count(database_url, "alice") == (4, 4)
+    path = [f"/users/alice/tasks/{task['id']}" for task in tasks]
+
+    async def check(total: int, completed: int) -> None:
+        counters, counted = await _counted(client, database_url, "alice")
+        assert counted == (total, completed)
+        assert counters == counted
+
+    await check(6, 3)
+    await client.patch(f"{path[1]}/complete")  # open -> completed
+    await check(6, 4)
+    await client.patch(path[0], json={"is_completed": False})
+    await check(6, 3)
+    await client.patch(path[2], json={"is_completed": True})  # completed already
+    await check(6, 3)
+    await client.patch(path[2], json={"title": "renamed"})
+    await check(6, 3)
+    await client.put(path[3], json={"title": "replaced", "is_completed": True})
+    await check(6, 4)
+    await client.put(path[3], json={"title": "replaced again"})  # leaves it open
+    await check(6, 3)
+    stale = (await client.get(path[4])).headers["etag"]
+    assert (await client.patch(f"{path[4]}/complete", headers={"If-Match": stale})).is_success
+    refused = await client.patch(f"{path[4]}/complete", headers={"If-Match": stale})
+    assert refused.status_code == 412
+    await check(6, 2)
+    etag = (await client.get(path[5])).headers["etag"]
+    guarded = await client.patch(path[5], json={"is_completed": True}, headers={"If-Match": etag})
+    assert guarded.is_success
+    await check(6, 3)
+    await client.delete(path[0])  # open
+    await client.delete(path[1], headers={"If-Match": (await client.get(path[1])).headers["etag"]})
+    await client.delete(path[1])  # gone already: counts nothing
+    await check(4, 2)
+    await client.patch("/users/alice/tasks", json={"is_completed": True})
+    await check(4, 4)
+    await client.patch("/users/alice/tasks", json={"is_completed": False})
+    await check(4, 0)
+    await client.patch(f"{path[2]}/complete")
     await client.delete("/users/alice/tasks", params={"completed": "true"})
-    assert await _task_count(database_url, "alice") == (2, 2)
+    await check(3, 0)
+    await client.delete("/users/alice/tasks", params={"completed": "false"})
+    await check(0, 0)
+
+
+async def test_the_owners_counts_hold_under_racing_writes(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    tasks = [await create_task(client, is_completed=i % 2 == 0) for i in range(5)]
+    paths = [f"/users/alice/tasks/{task['id']}" for task in tasks]
+    writes: list[Coroutine[Any, Any, object]] = []
+    for round_ in range(8):
+        for index, path in enumerate(paths):
+            writes.append(client.patch(f"{path}/complete"))
+            writes.append(client.patch(path, json={"is_completed": (round_ + index) % 2 == 0}))
+            writes.append(client.put(path, json={"title": "t", "is_completed": round_ % 3 == 0}))
+        writes.append(client.patch("/users/alice/tasks", json={"is_completed": round_ % 2 == 0}))
+        writes.append(create_task(client, is_completed=round_ % 2 == 1))
+    writes.append(client.delete(paths[0]))
+    writes.append(client.delete("/users/alice/tasks", params={"completed": "true"}))
+    await asyncio.gather(*writes)
+    counters, counted = await _counted(client, database_url, "alice")
+    assert counters == counted
+    counts = (await client.get("/users/alice/tasks/counts")).json()
+    assert (counts["total"], counts["completed"]) == counted
+    assert counts["open"] == counted[0] - counted[1]
 
 
 async def test_a_create_beyond_the_limit_is_409(database_url: str) -> None:
@@ -234,4 +298,5 @@ async def test_the_limit_holds_under_racing_creates(database_url: str) -> None:
         )
         assert Counter(response.status_code for response in responses) == {201: 10, 409: 90}
         assert (await client.get("/users/alice/tasks/counts")).json()["total"] == 10_000
-    assert await _task_count(database_url, "alice") == (10_000, 10_000)
+        counters, counted = await _counted(client, database_url, "alice")
+    assert counters == counted == (10_000, 0)

@@ -1,0 +1,38 @@
+"""What a search looks for: an ILIKE pattern, and the index keys every match must hold.
+
+The index (migration 0004) keys each task by its owner and the trigrams pg_trgm makes of its
+title and description: lower-cased words, padded with two spaces in front and one behind. A
+task that contains `q` holds every trigram of `q`'s words, except the padding at `q`'s own ends,
+where the task's word may go on. Only ASCII letters and digits are taken as word characters and
+only ASCII is lower-cased here: around any other character no padding is assumed, so the keys
+are never more than a match holds, whatever the database's locale makes of that character.
+"""
+
+import re
+
+WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def contains(text: str) -> str:
+    """An ILIKE pattern for `text` anywhere: its own %, _ and \\ match only themselves."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _separator(text: str, index: int) -> bool:
+    """Whether text[index] is there and surely ends a word: ASCII, and no letter or digit."""
+    return 0 <= index < len(text) and text[index].isascii() and not text[index].isalnum()
+
+
+def search_keys(owner: str, text: str) -> list[str]:
+    """The owner's trigram keys that every task containing `text` holds (maybe none: a search
+    for one or two characters has nothing to look up and walks the owner's tasks instead)."""
+    trigrams: set[str] = set()
+    for word in WORD.finditer(text):
+        padded = (
+            ("  " if _separator(text, word.start() - 1) else "")
+            + word.group().lower()
+            + (" " if _separator(text, word.end()) else "")
+        )
+        trigrams.update(padded[i : i + 3] for i in range(len(padded) - 2))
+    return [f"{owner} {trigram}" for trigram in sorted(trigrams)]
