@@ -86,7 +86,7 @@ mark AS (
              ELSE completion_flips + (completion_state <> $2)::int END AS flips,
         CASE WHEN completion_epoch > 0 AND completion_state = $2
              THEN completion_changed_at END AS unchanged_since,
-        {TOWARDS} AS updated
+        {TOWARDS} AS updated, task_count
     FROM owner
 ),
 marked AS (
@@ -97,7 +97,7 @@ counted AS (
     UPDATE users SET completion_epoch = mark.epoch, completion_state = $2,
         completion_at = mark.at, completion_flips = mark.flips,
         completion_changed_at = coalesce(mark.unchanged_since, mark.at),
-        completed_count = CASE WHEN $2 THEN task_count ELSE 0 END
+        completed_count = CASE WHEN $2 THEN mark.task_count ELSE 0 END
     FROM mark WHERE users.id = $1 AND mark.updated > 0
 )
 SELECT coalesce((SELECT updated FROM mark), 0)"""

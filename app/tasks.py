@@ -83,18 +83,26 @@ SELECT id, $2::varchar, $3::varchar, $4::boolean, CASE WHEN $4 THEN now() END, c
 FROM owner
 RETURNING {TASK_JSON}, version, id"""
 
-# A write to one task locks its owner's row first, then the task as it is now (`current`).
-# Holding the owner's row orders the write with complete all and reopen all, and with the
-# owner's counts. `seen` says whether the statement's snapshot holds the owner's last mark: a
-# mark made after the snapshot was taken cannot be read, and the write is run again.
-CURRENT = f"""owner AS (SELECT completion_epoch FROM users WHERE id = $1 FOR NO KEY UPDATE),
+# A write to one task locks its owner's row first, then the task (`locked`: the latest version,
+# however many writes committed since the statement began), and reads it as it is now
+# (`current`) from that locked row. Holding the owner's row orders the write with complete all
+# and reopen all, and with the owner's counts. `seen` says whether the statement's snapshot holds
+# the owner's last mark: a mark made after the snapshot was taken cannot be read, and the write
+# is run again.
+CURRENT = f"""owner AS (
+    SELECT completion_epoch, task_count, completed_count FROM users WHERE id = $1
+    FOR NO KEY UPDATE
+),
+locked AS (
+    SELECT * FROM tasks
+    WHERE user_id = $1 AND id = $2 AND (SELECT completion_epoch FROM owner) IS NOT NULL
+    FOR UPDATE
+),
 current AS (
     SELECT t.id, t.title, t.description,
         {", ".join(f"{sql} AS {name}" for name, sql in current("t").items())},
         (SELECT completion_epoch FROM owner) = {EPOCH} AS seen
-    FROM tasks t {first_mark("t")}
-    WHERE t.user_id = $1 AND t.id = $2
-    FOR UPDATE OF t
+    FROM locked t {first_mark("t")}
 )"""
 
 # Completing keeps an earlier completion time, or sets now; reopening clears it.
@@ -109,16 +117,19 @@ CHANGED = (
     f" version = current.version + 1, completion_epoch = {EPOCH}"
 )
 
-# A write's own counts: `moved` (+1, 0 or -1) for the completed tasks, or the deleted task.
+# A write's own counts: `moved` (+1, 0 or -1) for the completed tasks, or the deleted tasks.
+# They are computed from the locked `owner`, the latest row: an UPDATE computes the new row from
+# the version its snapshot holds and checks the row's CHECK on it before it finds a newer one, so
+# a count taken from that version can fail the check for a moment that never existed.
 RECOUNT = """counted AS (
-    UPDATE users SET completed_count = completed_count + (SELECT moved FROM written)
-    WHERE id = $1 AND EXISTS (SELECT FROM written WHERE moved <> 0)
+    UPDATE users SET completed_count = owner.completed_count + (SELECT moved FROM written)
+    FROM owner WHERE users.id = $1 AND EXISTS (SELECT FROM written WHERE moved <> 0)
 )"""
 UNCOUNT = """counted AS (
-    UPDATE users SET task_count = task_count - (SELECT count(*) FROM written),
-        completed_count = completed_count
+    UPDATE users SET task_count = owner.task_count - (SELECT count(*) FROM written),
+        completed_count = owner.completed_count
             - (SELECT count(*) FILTER (WHERE is_completed) FROM written)
-    WHERE id = $1 AND EXISTS (SELECT FROM written)
+    FROM owner WHERE users.id = $1 AND EXISTS (SELECT FROM written)
 )"""
 
 
@@ -201,7 +212,10 @@ AWAY_FROM = "CASE WHEN $2 THEN completed_count ELSE task_count - completed_count
 
 # The user's tasks in the state $2, deleted in one statement; answers how many, and `seen`.
 DELETE_ALL = f"""
-WITH owner AS (SELECT completion_epoch FROM users WHERE id = $1 FOR NO KEY UPDATE),
+WITH owner AS (
+    SELECT completion_epoch, task_count, completed_count FROM users WHERE id = $1
+    FOR NO KEY UPDATE
+),
 written AS (
     DELETE FROM tasks
     WHERE user_id = $1 AND {current_state("tasks")} = $2

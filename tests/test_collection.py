@@ -240,19 +240,32 @@ async def test_the_owners_counts_follow_every_write(
 async def test_the_owners_counts_hold_under_racing_writes(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
+    """Three apps with pools of their own, as three workers: the writes to one user meet in the
+    database, not in one app's turns, and every one of them answers."""
     tasks = [await create_task(client, is_completed=i % 2 == 0) for i in range(5)]
     paths = [f"/users/alice/tasks/{task['id']}" for task in tasks]
-    writes: list[Coroutine[Any, Any, object]] = []
-    for round_ in range(8):
-        for index, path in enumerate(paths):
-            writes.append(client.patch(f"{path}/complete"))
-            writes.append(client.patch(path, json={"is_completed": (round_ + index) % 2 == 0}))
-            writes.append(client.put(path, json={"title": "t", "is_completed": round_ % 3 == 0}))
-        writes.append(client.patch("/users/alice/tasks", json={"is_completed": round_ % 2 == 0}))
-        writes.append(create_task(client, is_completed=round_ % 2 == 1))
-    writes.append(client.delete(paths[0]))
-    writes.append(client.delete("/users/alice/tasks", params={"completed": "true"}))
-    await asyncio.gather(*writes)
+    async with serving(database_url) as second, serving(database_url) as third:
+        apps = (client, second, third)
+        writes: list[Coroutine[Any, Any, httpx.Response]] = []
+        for round_ in range(12):
+            for index, path in enumerate(paths):
+                app = apps[(round_ + index) % 3]
+                writes.append(app.patch(f"{path}/complete"))
+                writes.append(app.patch(path, json={"is_completed": (round_ + index) % 2 == 0}))
+                writes.append(app.put(path, json={"title": "t", "is_completed": round_ % 3 == 0}))
+            bulk = {"is_completed": round_ % 2 == 0}
+            writes.append(apps[round_ % 3].patch("/users/alice/tasks", json=bulk))
+            writes.append(apps[round_ % 3].post("/users/alice/tasks", json={"title": "n"}))
+            # One task toggled from every app at once: each waits on the owner's row while the
+            # others commit.
+            writes.extend(app.patch(f"{paths[1]}/complete") for app in apps for _ in range(4))
+        writes.append(second.delete(paths[0]))
+        writes.append(third.delete("/users/alice/tasks", params={"completed": "true"}))
+        responses = await asyncio.gather(*writes)
+    # 404: a write that came after the racing delete, or clear completed, of its task.
+    assert {response.status_code for response in responses} <= {200, 201, 204, 404}, {
+        (response.status_code, response.text) for response in responses if response.is_error
+    }
     counters, counted = await _counted(client, database_url, "alice")
     assert counters == counted
     counts = (await client.get("/users/alice/tasks/counts")).json()
