@@ -97,6 +97,7 @@ counted AS (
     UPDATE users SET completion_epoch = mark.epoch, completion_state = $2,
         completion_at = mark.at, completion_flips = mark.flips,
         completion_changed_at = coalesce(mark.unchanged_since, mark.at),
+        task_count = mark.task_count,  -- both counts from the locked row (see RECOUNT)
         completed_count = CASE WHEN $2 THEN mark.task_count ELSE 0 END
     FROM mark WHERE users.id = $1 AND mark.updated > 0
 )

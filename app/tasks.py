@@ -118,11 +118,13 @@ CHANGED = (
 )
 
 # A write's own counts: `moved` (+1, 0 or -1) for the completed tasks, or the deleted tasks.
-# They are computed from the locked `owner`, the latest row: an UPDATE computes the new row from
-# the version its snapshot holds and checks the row's CHECK on it before it finds a newer one, so
-# a count taken from that version can fail the check for a moment that never existed.
+# Both counts are set, from the locked `owner`, the latest row: an UPDATE computes the new row
+# from the version its snapshot holds and checks the row's CHECK on it before it finds a newer
+# one, so a count taken (or kept) from that version can fail the check for a moment that never
+# existed.
 RECOUNT = """counted AS (
-    UPDATE users SET completed_count = owner.completed_count + (SELECT moved FROM written)
+    UPDATE users SET task_count = owner.task_count,
+        completed_count = owner.completed_count + (SELECT moved FROM written)
     FROM owner WHERE users.id = $1 AND EXISTS (SELECT FROM written WHERE moved <> 0)
 )"""
 UNCOUNT = """counted AS (

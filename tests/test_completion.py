@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from app.completion import SET_ALL_COMPLETION
+from app.tasks import CREATE
 from tests.conftest import create_task
 from tests.databases import connect
 
@@ -184,3 +185,26 @@ async def test_clear_completed_that_waited_for_complete_all_deletes_what_it_comp
     assert response.json() == {"deleted": 3}
     counts = (await client.get("/users/alice/tasks/counts")).json()
     assert counts == {"total": 0, "open": 0, "completed": 0}
+
+
+async def test_complete_all_behind_a_create_counts_the_new_task(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """Complete all waits for a create of the same user that its snapshot does not hold; both
+    counts of the owner's row are then taken from the row it locked, not from that snapshot."""
+    await create_task(client)
+    async with connect(database_url) as connection:
+        transaction = connection.transaction()
+        await transaction.start()
+        await connection.fetchrow(CREATE, "alice", "held", None, False, None, 10_000)
+        pending = asyncio.create_task(
+            client.patch("/users/alice/tasks", json={"is_completed": True})
+        )
+        await asyncio.sleep(0.5)
+        assert not pending.done()  # waiting for the owner's row
+        await transaction.commit()
+        response = await pending
+    assert response.status_code == 200, response.text
+    assert response.json() == {"updated": 2}
+    counts = (await client.get("/users/alice/tasks/counts")).json()
+    assert counts == {"total": 2, "open": 0, "completed": 2}
