@@ -32,7 +32,11 @@ EPOCH = _owner("completion_epoch")
 def first_mark(task: str) -> str:
     """F, joined LATERAL to the task `task`, with the owner's row: for a stale task only, its
     state now, the number of transitions the marks made, and the time of the last. Nothing is
-    read for a task that is current (OFFSET 0 keeps that test inside, before any scan)."""
+    read for a task that is current (OFFSET 0 keeps that test inside, before any scan).
+
+    Never beside a row being locked: when a concurrent write has committed, PostgreSQL's
+    recheck takes the new row but reuses the mark joined to the old one (see `locked` in
+    app/tasks.py)."""
     return f"""LEFT JOIN LATERAL (
     SELECT o.completion_state AS is_completed,
         ({task}.is_completed <> m.is_completed)::int + o.completion_flips - m.flips
