@@ -83,16 +83,19 @@ SELECT id, $2::varchar, $3::varchar, $4::boolean, CASE WHEN $4 THEN now() END, c
 FROM owner
 RETURNING {TASK_JSON}, version, id"""
 
+# The owner's row, locked: the latest version, whatever committed since the statement began.
+OWNER = """owner AS (
+    SELECT completion_epoch, task_count, completed_count FROM users WHERE id = $1
+    FOR NO KEY UPDATE
+)"""
+
 # A write to one task locks its owner's row first, then the task (`locked`: the latest version,
 # however many writes committed since the statement began), and reads it as it is now
 # (`current`) from that locked row. Holding the owner's row orders the write with complete all
 # and reopen all, and with the owner's counts. `seen` says whether the statement's snapshot holds
 # the owner's last mark: a mark made after the snapshot was taken cannot be read, and the write
 # is run again.
-CURRENT = f"""owner AS (
-    SELECT completion_epoch, task_count, completed_count FROM users WHERE id = $1
-    FOR NO KEY UPDATE
-),
+CURRENT = f"""{OWNER},
 locked AS (
     SELECT * FROM tasks
     WHERE user_id = $1 AND id = $2 AND (SELECT completion_epoch FROM owner) IS NOT NULL
@@ -214,10 +217,7 @@ AWAY_FROM = "CASE WHEN $2 THEN completed_count ELSE task_count - completed_count
 
 # The user's tasks in the state $2, deleted in one statement; answers how many, and `seen`.
 DELETE_ALL = f"""
-WITH owner AS (
-    SELECT completion_epoch, task_count, completed_count FROM users WHERE id = $1
-    FOR NO KEY UPDATE
-),
+WITH {OWNER},
 written AS (
     DELETE FROM tasks
     WHERE user_id = $1 AND {current_state("tasks")} = $2

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -81,3 +82,19 @@ async def create_task(
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
+
+
+async def listing_pages(client: httpx.AsyncClient, url: str) -> list[list[dict[str, Any]]]:
+    """Every page of a listing, following its Link headers from `url`."""
+    found = []
+    next_url: str | None = url
+    while next_url:
+        response = await client.get(next_url)
+        assert response.status_code == 200
+        found.append(response.json())
+        link = response.headers.get("link")
+        next_url = LINK.match(link).group("url") if link else None  # type: ignore[union-attr]
+    return found

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tests.conftest import create_task, serving, truncate
+from tests.conftest import create_task, listing_pages, serving, truncate
 from tests.databases import connect
 
 
@@ -50,11 +50,8 @@ async def test_search_pages_keep_the_search(client: httpx.AsyncClient) -> None:
     for i in range(5):
         await create_task(client, title=f"milk {i}")
         await create_task(client, title=f"bread {i}")
-    titles, url = [], "/users/alice/tasks?q=milk&limit=2"
-    while url:
-        response = await client.get(url)
-        titles += [task["title"] for task in response.json()]
-        url = response.headers.get("link", "").partition("<")[2].partition(">")[0]
+    listed = await listing_pages(client, "/users/alice/tasks?q=milk&limit=2")
+    titles = [task["title"] for page in listed for task in page]
     assert titles == [f"milk {i}" for i in range(5)]
 
 
@@ -181,11 +178,11 @@ async def _counted(
             "SELECT task_count, completed_count FROM users WHERE id = $1", user_id
         )
     assert row is not None
-    tasks, url = [], f"/users/{user_id}/tasks?limit=1000"
-    while url:
-        response = await client.get(url)
-        tasks += response.json()
-        url = response.headers.get("link", "").partition("<")[2].partition(">")[0]
+    tasks = [
+        task
+        for page in await listing_pages(client, f"/users/{user_id}/tasks?limit=1000")
+        for task in page
+    ]
     return (row[0], row[1]), (len(tasks), sum(task["is_completed"] for task in tasks))
 
 

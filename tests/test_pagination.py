@@ -2,7 +2,6 @@
 
 import re
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from uuid import uuid4
 
@@ -11,26 +10,12 @@ import pytest
 
 from app.pagination import Listing, decode_cursor, encode_cursor
 from app.problems import CursorOfAnotherListing
-from tests.conftest import create_task
-
-LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
-
-
-async def _pages(client: httpx.AsyncClient, url: str) -> list[list[dict[str, Any]]]:
-    pages = []
-    next_url: str | None = url
-    while next_url:
-        response = await client.get(next_url)
-        assert response.status_code == 200
-        pages.append(response.json())
-        link = response.headers.get("link")
-        next_url = LINK.match(link).group("url") if link else None  # type: ignore[union-attr]
-    return pages
+from tests.conftest import LINK, create_task, listing_pages
 
 
 async def test_pages_cover_every_task_in_creation_order(client: httpx.AsyncClient) -> None:
     created = [await create_task(client, title=f"task {i}") for i in range(7)]
-    pages = await _pages(client, "/users/alice/tasks?limit=3")
+    pages = await listing_pages(client, "/users/alice/tasks?limit=3")
     assert [len(page) for page in pages] == [3, 3, 1]
     assert [task["id"] for page in pages for task in page] == [task["id"] for task in created]
 
@@ -38,7 +23,7 @@ async def test_pages_cover_every_task_in_creation_order(client: httpx.AsyncClien
 async def test_exact_multiple_has_no_empty_last_page(client: httpx.AsyncClient) -> None:
     for i in range(4):
         await create_task(client, title=f"task {i}")
-    pages = await _pages(client, "/users/alice/tasks?limit=2")
+    pages = await listing_pages(client, "/users/alice/tasks?limit=2")
     assert [len(page) for page in pages] == [2, 2]
 
 
@@ -56,13 +41,13 @@ async def test_inserts_between_pages_appear_later(client: httpx.AsyncClient) -> 
     assert [task["id"] for task in response.json()] == [task["id"] for task in first[:2]]
     later = [await create_task(client, title=f"later {i}") for i in range(3)]
     next_url = LINK.match(response.headers["link"]).group("url")  # type: ignore[union-attr]
-    rest = [task for page in await _pages(client, next_url) for task in page]
+    rest = [task for page in await listing_pages(client, next_url) for task in page]
     assert [task["id"] for task in rest] == [task["id"] for task in first[2:] + later]
 
 
 async def test_filter_is_kept_across_pages(client: httpx.AsyncClient) -> None:
     done = [await create_task(client, title=f"d{i}", is_completed=i % 2 == 0) for i in range(6)]
-    pages = await _pages(client, "/users/alice/tasks?limit=2&completed=true")
+    pages = await listing_pages(client, "/users/alice/tasks?limit=2&completed=true")
     ids = [task["id"] for page in pages for task in page]
     assert ids == [task["id"] for task in done if task["is_completed"]]
 
@@ -71,10 +56,10 @@ async def test_newest_first_pages_backwards_through_creation_order(
     client: httpx.AsyncClient,
 ) -> None:
     created = [await create_task(client, title=f"task {i}") for i in range(7)]
-    pages = await _pages(client, "/users/alice/tasks?limit=3&order=newest")
+    pages = await listing_pages(client, "/users/alice/tasks?limit=3&order=newest")
     assert [len(page) for page in pages] == [3, 3, 1]
     assert [task["id"] for page in pages for task in page] == [t["id"] for t in reversed(created)]
-    oldest = await _pages(client, "/users/alice/tasks?limit=3&order=oldest")
+    oldest = await listing_pages(client, "/users/alice/tasks?limit=3&order=oldest")
     assert [task["id"] for page in oldest for task in page] == [t["id"] for t in created]
 
 

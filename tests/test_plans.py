@@ -101,12 +101,16 @@ async def test_counts_read_the_owners_row_and_get_reads_an_index(plans_url: str)
 
 
 async def test_complete_all_reads_no_task(plans_url: str) -> None:
-    async with connect(plans_url) as connection, connection.transaction():
-        rows = await connection.fetch(
-            f"EXPLAIN (ANALYZE, COSTS OFF) {SET_ALL_COMPLETION}", "u8", True
-        )
-        assert await connection.fetchval(SET_ALL_COMPLETION, "u8", False) == 2000
-        await connection.execute("ROLLBACK; BEGIN")  # the transaction block ends as it began
+    async with connect(plans_url) as connection:
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            rows = await connection.fetch(
+                f"EXPLAIN (ANALYZE, COSTS OFF) {SET_ALL_COMPLETION}", "u8", True
+            )
+            assert await connection.fetchval(SET_ALL_COMPLETION, "u8", False) == 2000
+        finally:
+            await transaction.rollback()
     plan = "\n".join(row[0] for row in rows)
     assert "Insert on completion_marks" in plan, plan
     assert "tasks" not in plan, plan
