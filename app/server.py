@@ -150,6 +150,8 @@ class Server(uvicorn.Server):
             server.close()  # the loop stops accepting; the copies keep the socket listening
         # Taken without yielding to the loop, the backlog empties far faster than clients arrive,
         # and the socket closes right after: a connection arriving later is refused, not reset.
+        # Only one whose handshake ends in the instant between the last accept and the close is
+        # reset, as it would be by any server closing its socket.
         accepted: list[socket.socket] = []
         for copy in copies:
             with copy:

@@ -12,7 +12,8 @@ ANSWER_WITHIN = 60.0  # seconds: far beyond every bound under test; only a hang 
 
 
 class Refused(Exception):
-    """The connection was refused: the server was not accepting."""
+    """No connection was made, so no request was sent: it was refused, or reset during the
+    handshake (when the listening socket closes as the connection arrives)."""
 
 
 class Unanswered(Exception):
@@ -42,7 +43,7 @@ async def call(
     started = time.monotonic()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except ConnectionRefusedError as error:
+    except (ConnectionRefusedError, ConnectionResetError) as error:
         raise Refused from error
     payload = b"" if body is None else json.dumps(body).encode()
     head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
