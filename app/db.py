@@ -1,8 +1,7 @@
 """The database, opened in the app's lifespan, and the one way statements reach it.
 
 Every operation is a single SQL statement, and so a single transaction of its own: there is no
-multi-statement unit of work to hold a connection for, and no BEGIN/COMMIT round trips. The one
-operation that needs several statements opens an explicit transaction (`Database.transaction`).
+multi-statement unit of work to hold a connection for, and no BEGIN/COMMIT round trips.
 
 Every wait is bounded: DB_POOL_TIMEOUT for a connection; PostgreSQL's statement_timeout and
 lock_timeout for the work; and, for a server that does not answer at all, a client-side bound a
@@ -14,9 +13,8 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
 
 import asyncpg
 from asyncpg.prepared_stmt import PreparedStatement
@@ -56,14 +54,6 @@ LOST_STATEMENTS = (asyncpg.InvalidSQLStatementNameError, asyncpg.DuplicatePrepar
 STALE_STATEMENTS = (asyncpg.InvalidCachedStatementError, asyncpg.OutdatedSchemaCacheError)
 
 Execute = Callable[..., Awaitable[Any]]
-
-
-class Statements(Protocol):
-    """Where an operation's statements run: the database, or one transaction on it."""
-
-    async def fetchval(self, query: str, *args: object) -> object: ...
-
-    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None: ...
 
 
 class _Outage:
@@ -176,32 +166,6 @@ class Database:
 
     async def close(self) -> None:
         await self._pool.close()
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator["Transaction"]:
-        """One explicit transaction on one connection, every statement in it (BEGIN and COMMIT
-        included) bounded as a single statement is. A DomainError or a failed statement inside
-        rolls it back; anything else (a timeout, a cancellation) drops the connection, which the
-        server then rolls back."""
-        if not self.ready:
-            raise DatabaseNotReady
-        connection = await self._acquire(None)
-        try:
-            await connection.execute("BEGIN", timeout=self._timeout)
-            try:
-                yield Transaction(self, connection)
-            except (asyncpg.PostgresError, DomainError):
-                await connection.execute("ROLLBACK", timeout=self._timeout)
-                raise
-            await connection.execute("COMMIT", timeout=self._timeout)
-        except BaseException as error:
-            if isinstance(error, LOST_STATEMENTS):
-                self._use_unnamed_statements(error)
-            self._put_back(connection, None, error)
-            if isinstance(error, Exception):
-                raise self._failed(error) from error
-            raise
-        self._put_back(connection, None, None)
 
     async def _run(
         self, execute: Execute, query: str, args: tuple[object, ...], row: Hashable
@@ -334,22 +298,3 @@ class Database:
             self._release(connection, None)
         assert record is not None
         return record[0], record[1], record[2]
-
-
-class Transaction:
-    """The statements of one Database.transaction(), each run and bounded as Database runs one."""
-
-    def __init__(self, database: Database, connection: Connection) -> None:
-        self._database = database
-        self._connection = connection
-
-    async def fetchval(self, query: str, *args: object) -> object:
-        execute = PreparedStatement.fetchval
-        return await self._database._execute(self._connection, execute, query, args)
-
-    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        execute = PreparedStatement.fetchrow
-        record: asyncpg.Record | None = await self._database._execute(
-            self._connection, execute, query, args
-        )
-        return record

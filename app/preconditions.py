@@ -19,6 +19,12 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
+def etag_of(version: str) -> str:
+    """The same entity tag, computed by PostgreSQL from the SQL expression `version`: a created
+    task's answer is stored in the statement that creates it (app/idempotency.py)."""
+    return f"'\"' || {version} || '\"'"
+
+
 def _entity_tags(header: str, name: str) -> list[tuple[bool, str]]:
     """(weak, opaque) for each entity tag of the list."""
     if not _TAG_LIST.fullmatch(header):

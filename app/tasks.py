@@ -1,5 +1,5 @@
 """The contract's operations over PostgreSQL, one SQL statement each (a create with an
-Idempotency-Key is the one exception: see app/idempotency.py).
+Idempotency-Key too: see app/idempotency.py).
 
 Every statement names the owner (`WHERE user_id = $1 AND id = $2`): a task of another user is
 indistinguishable from one that does not exist. PostgreSQL renders each task as the contract's
@@ -17,10 +17,10 @@ import asyncpg
 from starlette.responses import Response
 
 from app.completion import EPOCH, SET_ALL_COMPLETION, current, current_state, first_mark
-from app.db import Database, Statements
-from app.idempotency import Answer, create_once, fingerprint
+from app.db import Database
+from app.idempotency import Answer, create_once, create_once_statement, fingerprint
 from app.pagination import Listing, decode_cursor, encode_cursor
-from app.preconditions import etag, not_modified, writable_versions
+from app.preconditions import etag, etag_of, not_modified, writable_versions
 from app.problems import OwnerBusy, PreconditionFailed, TaskLimitReached, TaskNotFound
 from app.search import contains, search_keys
 from generated.handlers import OperationHandlers
@@ -68,20 +68,38 @@ FROM (
     WHERE t.user_id = $1 AND t.id = $2
 ) v"""
 
+
 # The owner's row counts the tasks: the upsert that counts the new one also locks the row, so
 # concurrent creates of one user take turns and the limit ($6) holds; no task is made past it.
-CREATE = f"""
-WITH owner AS (
-    INSERT INTO users (id, email, task_count, completed_count) VALUES ($1, $5, 1, $4::boolean::int)
+def _owner(condition: str) -> str:
+    return f"""owner AS (
+    INSERT INTO users (id, email, task_count, completed_count)
+    SELECT $1, $5, 1, $4::boolean::int WHERE {condition}
     ON CONFLICT (id) DO UPDATE SET task_count = users.task_count + 1,
         completed_count = users.completed_count + $4::boolean::int
     WHERE users.task_count < $6
     RETURNING id, completion_epoch
-)
+)"""
+
+
+# The new task, answered with its JSON, its location and its entity tag.
+INSERT_TASK = f"""
 INSERT INTO tasks (user_id, title, description, is_completed, completed_at, completion_epoch)
 SELECT id, $2::varchar, $3::varchar, $4::boolean, CASE WHEN $4 THEN now() END, completion_epoch
 FROM owner
-RETURNING {TASK_JSON}, version, id"""
+RETURNING {TASK_JSON} AS body, '/users/' || user_id || '/tasks/' || id AS location,
+    {etag_of("version")} AS etag"""
+
+CREATE = f"WITH {_owner('true')}{INSERT_TASK}"
+
+
+def _creating(condition: str) -> str:
+    """The create as CTEs, made when `condition` holds; `created` holds its answer."""
+    return f"{_owner(condition)},\ncreated AS ({INSERT_TASK}\n)"
+
+
+# The same, once per Idempotency-Key ($7, with the request's fingerprint $8 and the key's ttl $9).
+CREATE_ONCE = create_once_statement(_creating, 7)
 
 # The owner's row, locked: the latest version, whatever committed since the statement began.
 OWNER = """owner AS (
@@ -390,27 +408,24 @@ class TaskHandlers(OperationHandlers):
     async def create_task(
         self, *, idempotency_key: str | None, user_id: str, body: TaskInput
     ) -> Task | Response:
-        values = (body.title, body.description, _completed(body))
-
+        request = (body.title, body.description, _completed(body))
         limit = self.policy.max_tasks_per_user
-
-        async def create(statements: Statements) -> Answer:
-            row = await statements.fetchrow(CREATE, user_id, *values, self.email, limit)
-            if row is None:
-                raise TaskLimitReached(limit)
-            return Answer(201, row[0], f"/users/{user_id}/tasks/{row[2]}", etag(row[1]))
-
+        values = (user_id, *request, self.email, limit)
         if idempotency_key is None:
-            answer, replayed = await create(self.database), False
+            row = await self.database.fetchrow(CREATE, *values)
+            outcome = None if row is None else (Answer(201, *row), False)
         else:
-            answer, replayed = await create_once(
+            outcome = await create_once(
                 self.database,
-                user_id=user_id,
+                CREATE_ONCE,
+                *values,
                 key=idempotency_key,
-                request=fingerprint(*values),
+                request=fingerprint(*request),
                 ttl=self.policy.idempotency_ttl,
-                create=create,
             )
+        if outcome is None:
+            raise TaskLimitReached(limit)
+        answer, replayed = outcome
         headers = {"Location": answer.location, "ETag": answer.etag}
         if replayed:
             headers["Idempotent-Replayed"] = "true"

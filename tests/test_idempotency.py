@@ -7,9 +7,12 @@ from typing import Any
 import httpx
 import pytest
 
+from app.idempotency import fingerprint
 from tests.databases import connect
 
 KEY = "6f1c8a52-0d4e-4c5b-9f0e-2b7a3c9d1e84"
+# As another write of alice's does: her creates then wait for the row, holding their key's lock.
+HOLD_THE_OWNER = "SELECT FROM users WHERE id = 'alice' FOR NO KEY UPDATE"
 
 
 async def _post(
@@ -155,35 +158,81 @@ async def test_a_keyed_create_removes_at_most_16_expired_keys(
     assert await _count(database_url, "idempotency_keys") == 3  # every expired key is gone
 
 
+async def _advisory_locks(connection: Any) -> int:
+    """The advisory locks held in this database: a keyed create's, while it runs."""
+    held: int = await connection.fetchval(
+        """SELECT count(*) FROM pg_locks
+           JOIN pg_database ON pg_database.oid = pg_locks.database
+           WHERE locktype = 'advisory' AND granted AND datname = current_database()"""
+    )
+    return held
+
+
+async def _until_a_key_is_held(connection: Any) -> None:
+    for _ in range(100):
+        if await _advisory_locks(connection):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no keyed create took its key's lock")
+
+
+async def test_a_key_recorded_after_the_snapshot_is_found_by_the_next_attempt(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """The lookup reads the statement's snapshot, taken before the key's lock. A create of the
+    same key that commits in between is missing from it: the record fails on the key, nothing of
+    the statement is written, and the statement runs again and replays that answer."""
+    await client.post("/users/alice/tasks", json={"title": "earlier"})
+    stored = b'{"stored":"elsewhere"}'
+    async with connect(database_url) as holder, connect(database_url) as other:
+        # The owner's row held, so that the keyed create waits after its lookup.
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute(HOLD_THE_OWNER)
+        keyed = asyncio.create_task(_post(client, {"title": "Buy milk"}))
+        await _until_a_key_is_held(other)
+        await other.execute(
+            """INSERT INTO idempotency_keys
+                   (user_id, key, fingerprint, status, body, location, etag, expires_at)
+               VALUES ('alice', $1, $2, 201, $3, '/users/alice/tasks/elsewhere', '"1"',
+                   now() + interval '1 hour')""",
+            KEY,
+            fingerprint("Buy milk", None, False),
+            stored.decode(),
+        )
+        await transaction.rollback()
+    replay = await keyed
+    assert replay.status_code == 201
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.content == stored
+    assert replay.headers["location"] == "/users/alice/tasks/elsewhere"
+    assert await _count(database_url) == 1  # the earlier task alone
+    async with connect(database_url) as connection:
+        assert await connection.fetchval("SELECT task_count FROM users WHERE id = 'alice'") == 1
+
+
 async def test_a_repeat_while_the_first_is_in_progress_is_409(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
-    async with connect(database_url) as migration, connect(database_url) as watcher:
-        # A session that holds tasks locked against inserts, as a long migration would.
-        locked = migration.transaction()
-        await locked.start()
-        await migration.execute("LOCK TABLE tasks IN SHARE MODE")
+    await client.post("/users/alice/tasks", json={"title": "earlier"})
+    async with connect(database_url) as holder, connect(database_url) as watcher:
+        # Another write of the owner holds its row: the first create waits with its key's lock.
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute(HOLD_THE_OWNER)
         first = asyncio.create_task(_post(client, {"title": "Buy milk"}))
-        for _ in range(100):  # until the first request holds its key and waits on the table
-            held = await watcher.fetchval(
-                """SELECT count(*) FROM pg_locks
-                   JOIN pg_database ON pg_database.oid = pg_locks.database
-                   WHERE locktype = 'advisory' AND granted AND datname = current_database()"""
-            )
-            if held:
-                break
-            await asyncio.sleep(0.05)
-        assert held == 1
+        await _until_a_key_is_held(watcher)
+        assert await _advisory_locks(watcher) == 1
         repeat = await _post(client, {"title": "Buy milk"})
         assert repeat.status_code == 409
         assert repeat.headers["retry-after"] == "1"
         assert repeat.json()["title"] == "Conflict"
         assert not first.done()
-        await locked.rollback()  # the migration ends; the first request goes on
+        await transaction.rollback()  # the other write ends; the first create goes on
     assert (await first).status_code == 201
     later = await _post(client, {"title": "Buy milk"})
     assert later.headers["idempotent-replayed"] == "true"
-    assert await _count(database_url) == 1
+    assert await _count(database_url) == 2
 
 
 async def test_100_concurrent_repeats_make_one_task(

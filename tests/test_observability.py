@@ -167,27 +167,6 @@ async def test_a_request_is_one_server_span_with_its_statement_as_a_child(
     assert line["operation_id"] == "getTask"
 
 
-async def test_a_transaction_makes_a_span_per_statement(
-    traced: tuple[httpx.AsyncClient, InMemorySpanExporter],
-) -> None:
-    http, exporter = traced
-    exporter.clear()
-    created = await http.post(
-        "/users/erin/tasks", json={"title": "Keyed"}, headers={"Idempotency-Key": "span-key-1"}
-    )
-    assert created.status_code == 201
-    spans = list(exporter.get_finished_spans())
-    server = _one(spans, SpanKind.SERVER)
-    statements = [span for span in spans if span.kind == SpanKind.CLIENT]
-    assert len(statements) == 4  # lock the key, look it up, create the task, record the answer
-    assert all(
-        span.parent is not None and span.parent.span_id == server.context.span_id
-        for span in statements
-    )
-    assert server.attributes is not None
-    assert server.attributes["app.operation_id"] == "createTask"
-
-
 def test_spans_reach_the_collector_that_otel_variables_name() -> None:
     collector = Collector()
     env = {
