@@ -2,6 +2,8 @@
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -176,21 +178,35 @@ async def _until_a_key_is_held(connection: Any) -> None:
     raise AssertionError("no keyed create took its key's lock")
 
 
+@asynccontextmanager
+async def _a_create_waiting_with_its_key(
+    client: httpx.AsyncClient, database_url: str
+) -> AsyncIterator[tuple["asyncio.Task[httpx.Response]", Any]]:
+    """A keyed create of "Buy milk" that holds its key's lock and waits for alice's row, held as
+    another write of hers would hold it until the block ends. Yields the create and a spare
+    connection."""
+    await client.post("/users/alice/tasks", json={"title": "earlier"})
+    async with connect(database_url) as holder, connect(database_url) as spare:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute(HOLD_THE_OWNER)
+        create = asyncio.create_task(_post(client, {"title": "Buy milk"}))
+        await _until_a_key_is_held(spare)
+        try:
+            yield create, spare
+        finally:
+            await transaction.rollback()
+
+
 async def test_a_key_recorded_after_the_snapshot_is_found_by_the_next_attempt(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
     """The lookup reads the statement's snapshot, taken before the key's lock. A create of the
     same key that commits in between is missing from it: the record fails on the key, nothing of
     the statement is written, and the statement runs again and replays that answer."""
-    await client.post("/users/alice/tasks", json={"title": "earlier"})
     stored = b'{"stored":"elsewhere"}'
-    async with connect(database_url) as holder, connect(database_url) as other:
-        # The owner's row held, so that the keyed create waits after its lookup.
-        transaction = holder.transaction()
-        await transaction.start()
-        await holder.execute(HOLD_THE_OWNER)
-        keyed = asyncio.create_task(_post(client, {"title": "Buy milk"}))
-        await _until_a_key_is_held(other)
+    # The owner's row held, so that the keyed create waits after its lookup.
+    async with _a_create_waiting_with_its_key(client, database_url) as (keyed, other):
         await other.execute(
             """INSERT INTO idempotency_keys
                    (user_id, key, fingerprint, status, body, location, etag, expires_at)
@@ -200,7 +216,6 @@ async def test_a_key_recorded_after_the_snapshot_is_found_by_the_next_attempt(
             fingerprint("Buy milk", None, False),
             stored.decode(),
         )
-        await transaction.rollback()
     replay = await keyed
     assert replay.status_code == 201
     assert replay.headers["idempotent-replayed"] == "true"
@@ -214,22 +229,15 @@ async def test_a_key_recorded_after_the_snapshot_is_found_by_the_next_attempt(
 async def test_a_repeat_while_the_first_is_in_progress_is_409(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
-    await client.post("/users/alice/tasks", json={"title": "earlier"})
-    async with connect(database_url) as holder, connect(database_url) as watcher:
-        # Another write of the owner holds its row: the first create waits with its key's lock.
-        transaction = holder.transaction()
-        await transaction.start()
-        await holder.execute(HOLD_THE_OWNER)
-        first = asyncio.create_task(_post(client, {"title": "Buy milk"}))
-        await _until_a_key_is_held(watcher)
+    # Another write of the owner holds its row: the first create waits with its key's lock.
+    async with _a_create_waiting_with_its_key(client, database_url) as (first, watcher):
         assert await _advisory_locks(watcher) == 1
         repeat = await _post(client, {"title": "Buy milk"})
         assert repeat.status_code == 409
         assert repeat.headers["retry-after"] == "1"
         assert repeat.json()["title"] == "Conflict"
         assert not first.done()
-        await transaction.rollback()  # the other write ends; the first create goes on
-    assert (await first).status_code == 201
+    assert (await first).status_code == 201  # the other write ended; the first create went on
     later = await _post(client, {"title": "Buy milk"})
     assert later.headers["idempotent-replayed"] == "true"
     assert await _count(database_url) == 2
