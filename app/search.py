@@ -1,11 +1,12 @@
 """What a search looks for: an ILIKE pattern, and the index keys every match must hold.
 
-The index (migration 0004) keys each task by its owner and the trigrams pg_trgm makes of its
-title and description: lower-cased words, padded with two spaces in front and one behind. A
-task that contains `q` holds every trigram of `q`'s words, except the padding at `q`'s own ends,
-where the task's word may go on. Only ASCII letters and digits are taken as word characters and
-only ASCII is lower-cased here: around any other character no padding is assumed, so the keys
-are never more than a match holds, whatever the database's locale makes of that character.
+The index (migration 0005) keys each task by its owner and the trigrams pg_trgm makes of its
+title and description (lower-cased words, padded with spaces) that are three ASCII letters or
+digits, or a space and the first two of a word: the trigrams of a word's end and of its first
+letter alone are left out, as the ones a search can use least. A task that contains `q` holds
+those trigrams of `q`'s words, and of a word's start where `q` surely starts one. Only ASCII
+letters and digits are taken as word characters and only ASCII is lower-cased here, so the keys
+are never more than a match holds, whatever the database's locale makes of other characters.
 """
 
 import re
@@ -26,13 +27,10 @@ def _separator(text: str, index: int) -> bool:
 
 def search_keys(owner: str, text: str) -> list[str]:
     """The owner's trigram keys that every task containing `text` holds (maybe none: a search
-    for one or two characters has nothing to look up and walks the owner's tasks instead)."""
+    without three letters or digits in a row, or two after a separator, has nothing to look up
+    and walks the owner's tasks instead)."""
     trigrams: set[str] = set()
     for word in WORD.finditer(text):
-        padded = (
-            ("  " if _separator(text, word.start() - 1) else "")
-            + word.group().lower()
-            + (" " if _separator(text, word.end()) else "")
-        )
+        padded = (" " if _separator(text, word.start() - 1) else "") + word.group().lower()
         trigrams.update(padded[i : i + 3] for i in range(len(padded) - 2))
     return [f"{owner} {trigram}" for trigram in sorted(trigrams)]

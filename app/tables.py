@@ -91,10 +91,10 @@ class Task(SQLModel, table=True):
             "is_completed = (completed_at IS NOT NULL)", name="tasks_completed_at_matches"
         ),
         Index("tasks_user_created_id", "user_id", "created_at", "id"),
-        # task_search_keys() is defined by migration 0004 (see app/search.py).
+        # task_search_trigrams() is defined by migration 0005 (see app/search.py).
         Index(
-            "tasks_search_keys",
-            text("task_search_keys(user_id, title, description)"),
+            "tasks_search_trigrams",
+            text("task_search_trigrams(user_id, title, description)"),
             postgresql_using="gin",
             postgresql_with={"fastupdate": "off"},
         ),

@@ -277,7 +277,7 @@ def _list_query(shape: ListShape) -> str:
         conditions.append(f"{current_state('tasks')} = ${number}")
         number += 1
     if shape.keyed:
-        conditions.append(f"task_search_keys(user_id, title, description) @> ${number}::text[]")
+        conditions.append(f"task_search_trigrams(user_id, title, description) @> ${number}::text[]")
         number += 1
     if shape.searched:
         conditions.append(f"(title ILIKE ${number} OR description ILIKE ${number})")

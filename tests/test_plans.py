@@ -85,7 +85,7 @@ async def test_a_search_reads_only_its_users_keys_in_the_search_index(
     keys = search_keys("u7", "A3F")
     args: list[object] = ["u7", 101, *([False] if filtered else []), keys, contains("A3F")]
     plan = await _plan(plans_url, LIST[shape], *args)
-    assert "Bitmap Index Scan on tasks_search_keys" in plan, plan
+    assert "Bitmap Index Scan on tasks_search_trigrams" in plan, plan
     # Every key names the owner: only the user's matches are read.
     assert keys == ["u7 a3f"]
     assert "Seq Scan on tasks" not in plan, plan
@@ -133,6 +133,6 @@ async def test_the_search_index_has_no_pending_list(plans_url: str) -> None:
     """A pending list would be scanned whole by every search, and appended to by every write."""
     async with connect(plans_url) as connection:
         options = await connection.fetchval(
-            "SELECT reloptions FROM pg_class WHERE relname = 'tasks_search_keys'"
+            "SELECT reloptions FROM pg_class WHERE relname = 'tasks_search_trigrams'"
         )
     assert options == ["fastupdate=off"]

@@ -27,8 +27,9 @@ DESCRIPTIONS = [None, "Details of task 7", "déjà vu — ünïcödé", "back\\s
 
 
 def _variants(text: str, chosen: random.Random) -> set[str]:
-    """Substrings of `text` (all short ones, some long), each also upper- and mixed-case."""
-    pieces = {text[i:j] for i in range(len(text)) for j in range(i + 1, min(len(text), i + 4) + 1)}
+    """Substrings of `text` (all of up to six characters, some longer), each also upper- and
+    mixed-case."""
+    pieces = {text[i:j] for i in range(len(text)) for j in range(i + 1, min(len(text), i + 6) + 1)}
     starts = chosen.sample(range(len(text)), min(8, len(text)))
     pieces |= {text[i : i + chosen.randint(4, 40)] for i in starts}
     out = set()
@@ -71,17 +72,30 @@ async def test_keys_never_hide_a_match(database_url: str) -> None:
 @pytest.mark.parametrize(
     ("text", "keys"),
     [
-        ("task 5", ["  5", "ask", "sk ", "tas"]),  # "5" starts a word; the task's may go on
+        ("task 5", ["ask", "tas"]),  # "5" alone: no key for a word's first character
+        ("task 57", [" 57", "ask", "tas"]),  # " 57": a word starts there
         ("ask", ["ask"]),
         ("ab", []),
-        (" ab ", ["  a", " ab", "ab "]),
-        ("Milk-", ["ilk", "lk ", "mil"]),
-        ("café", ["caf"]),  # no padding assumed next to a character outside ASCII
+        (" ab ", [" ab"]),  # no key for a word's end
+        ("Milk-", ["ilk", "mil"]),
+        ("café", ["caf"]),  # "afé" holds a character outside ASCII
+        ("ALLCAPS123", ["123", "all", "aps", "cap", "lca", "llc", "ps1", "s12"]),
         ("%_\\", []),
     ],
 )
 def test_the_keys_of_a_search(text: str, keys: list[str]) -> None:
     assert search_keys("u1", text) == [f"u1 {key}" for key in keys]
+
+
+async def test_a_task_is_keyed_by_its_ascii_trigrams_and_word_starts(database_url: str) -> None:
+    """No key for a word's end or its first character alone, and none with a character outside
+    ASCII: no search looks for them."""
+    async with connect(database_url) as connection:
+        keys = await connection.fetchval(
+            "SELECT task_search_trigrams('u1', 'Buy MILK-2x', 'at the café')"
+        )
+    expected = [" 2x", " at", " bu", " ca", " mi", " th", "buy", "caf", "ilk", "mil", "the"]
+    assert sorted(keys) == [f"u1 {key}" for key in expected]
 
 
 async def test_short_and_non_ascii_searches_through_the_api(client: httpx.AsyncClient) -> None:
