@@ -1,8 +1,8 @@
-"""Search keys without word edges: each task is keyed by its owner and every run of three ASCII
-letters or digits in its title and description, not by the trigrams padded with spaces at the
-edges of its words as well. Those were more than half of a task's keys, each an index entry that
-every create and every rename writes, and the ones a search can use least: "  t" is held by most
-of a user's tasks.
+"""Fewer search keys per task: a task is keyed by its owner and the trigrams of its title and
+description that are three ASCII letters or digits, or a space and the first two of a word. The
+trigrams of a word's first character alone ("  t", held by most of a user's tasks) and of its end
+("sk ") are left out: they were a third of a task's keys, each an index entry that every create
+and every rename writes, and the ones a search can use least.
 
 Revision ID: 0005
 Revises: 0004
@@ -19,9 +19,9 @@ down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# pg_trgm lower-cases each word and makes its trigrams; a trigram with a character outside ASCII
-# comes out as a hash (0x…), one at a word's edge holds a space. Neither is kept: a search looks
-# only for three ASCII letters or digits in a row (app/search.py).
+# pg_trgm lower-cases each word, pads it with two spaces in front and one behind, and makes its
+# trigrams; one with a character outside ASCII comes out as a hash (0x…). Kept: "tas" and " ta",
+# the keys a search looks for (app/search.py).
 SEARCH_TRIGRAMS = """
 CREATE FUNCTION task_search_trigrams(owner varchar, title varchar, description varchar)
 RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
