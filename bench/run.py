@@ -7,6 +7,7 @@ Exits non-zero when a target is missed.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from app.embedded import start_embedded_postgres
+from app.embedded import DATA_DIR, start_embedded_postgres
 from app.migrate import upgrade
 from tests.databases import connect, recreate_database
 from tests.otlp import Collector
@@ -87,6 +88,11 @@ class Result:
     non_2xx: int
     socket_errors: int
     rss_mb: float
+    # CPU time per request: the server under test, PostgreSQL (None when it is not the bench's
+    # own server, whose processes are known) and wrk.
+    server_cpu_us: int
+    database_cpu_us: int | None
+    wrk_cpu_us: int
 
 
 def _prepare(server_url: str, database: str, users: int, tasks_per_user: int) -> str:
@@ -129,6 +135,49 @@ def _worker_rss_mb(process: subprocess.Popen[bytes]) -> float:
     return rss / 2**20
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time used so far by a process and its children alive now."""
+    parent = psutil.Process(pid)
+    total = 0.0
+    for process in (parent, *parent.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):  # a backend that has just exited
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _usage(process: subprocess.Popen[bytes], database: int | None) -> list[float | None]:
+    """CPU seconds used so far by the server, the database (when known) and this process's
+    finished children: wrk, the one waited for between two readings."""
+    children = os.times()
+    return [
+        _cpu_seconds(process.pid),
+        None if database is None else _cpu_seconds(database),
+        children.children_user + children.children_system,
+    ]
+
+
+def _metered_wrk(
+    process: subprocess.Popen[bytes],
+    database: int | None,
+    port: int,
+    scenario: str,
+    connections: int,
+    ids: Path,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """_wrk, and the CPU time per request of the server, the database and wrk itself."""
+    before = _usage(process, database)
+    data = _wrk(port, scenario, connections, ids, offset=offset)
+    after = _usage(process, database)
+    per_request = 1e6 / max(data["requests"], 1)
+    for name, used, was in zip(("server", "database", "wrk"), after, before, strict=True):
+        data[f"{name}_cpu_us"] = (
+            None if used is None or was is None else round((used - was) * per_request)
+        )
+    return data
+
+
 def _wrk(
     port: int,
     scenario: str,
@@ -157,13 +206,20 @@ def _wrk(
 
 
 def _measure(
-    target: str, process: subprocess.Popen[bytes], port: int, scenarios: tuple[str, ...], ids: Path
+    target: str,
+    process: subprocess.Popen[bytes],
+    database: int | None,
+    port: int,
+    scenarios: tuple[str, ...],
+    ids: Path,
 ) -> list[Result]:
     _wrk(port, "get_one", 10, ids)  # warm-up: pools filled, code paths hot
     results = []
     for scenario in scenarios:
         for index, connections in enumerate(CONNECTIONS):
-            data = _wrk(port, scenario, connections, ids, offset=index * 100000)
+            data = _metered_wrk(
+                process, database, port, scenario, connections, ids, offset=index * 100000
+            )
             results.append(_result(target, scenario, connections, data, process))
     return results
 
@@ -186,6 +242,9 @@ def _result(
         non_2xx=data["non_2xx"],
         socket_errors=data["socket_errors"],
         rss_mb=round(_worker_rss_mb(process), 1),
+        server_cpu_us=data["server_cpu_us"],
+        database_cpu_us=data["database_cpu_us"],
+        wrk_cpu_us=data["wrk_cpu_us"],
     )
     print(_row(result), flush=True)
     return result
@@ -199,7 +258,7 @@ def _median_rps(results: list[Result], target: str) -> float | None:
 
 HEADER = (
     f"{'target':<10} {'scenario':<10} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} "
-    f"{'p99 ms':>8} {'non-2xx':>8} {'RSS MB':>7}"
+    f"{'p99 ms':>8} {'non-2xx':>8} {'RSS MB':>7} {'srv us':>7} {'db us':>6} {'wrk us':>6}"
 )
 
 
@@ -207,7 +266,8 @@ def _row(r: Result) -> str:
     return (
         f"{r.target:<10} {r.scenario:<10} {r.connections:>5} {r.requests_per_s:>9.1f} "
         f"{r.p50_ms:>8.2f} {r.p95_ms:>8.2f} {r.p99_ms:>8.2f} {r.non_2xx + r.socket_errors:>8} "
-        f"{r.rss_mb:>7.1f}"
+        f"{r.rss_mb:>7.1f} {r.server_cpu_us:>7} "
+        f"{'-' if r.database_cpu_us is None else r.database_cpu_us:>6} {r.wrk_cpu_us:>6}"
     )
 
 
@@ -323,7 +383,7 @@ def _ids(url: str) -> Path:
     return ids
 
 
-def _one_worker_rounds(url: str, ids: Path) -> list[Result]:
+def _one_worker_rounds(url: str, database: int | None, ids: Path) -> list[Result]:
     """Get one at 100 connections, one worker each, in ROUNDS alternating rounds: the reference;
     the service as configured by default (metrics and access log); without observability; with
     metrics only; and with traces exported to a collector's stand-in that drops them."""
@@ -345,15 +405,21 @@ def _one_worker_rounds(url: str, ids: Path) -> list[Result]:
         for target, extra in variants[start:] + variants[:start]:
             with _serving(target, url, 1, extra) as (process, port):
                 _wrk(port, "get_one", 10, ids, duration="3s")  # warm-up
-                data = _wrk(port, "get_one", 100, ids)
+                data = _metered_wrk(process, database, port, "get_one", 100, ids)
                 results.append(_result(target, "get_one", 100, data, process))
     return results
+
+
+def _postmaster(name: str) -> int:
+    """The process id of the embedded server in .data/<name>: its backends are its children."""
+    return int((DATA_DIR / name / "postmaster.pid").read_text().split()[0])
 
 
 def main() -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (make bench installs it from Debian's packages)")
     server_url = os.environ.get("BENCH_DATABASE_URL") or start_embedded_postgres("bench-postgres")
+    database = None if os.environ.get("BENCH_DATABASE_URL") else _postmaster("bench-postgres")
     large = _prepare(server_url, "tasks_bench", 1000, 1000)
     small = _prepare(server_url, "tasks_bench_small", 10, 1000)
     REPORTS.mkdir(parents=True, exist_ok=True)
@@ -370,10 +436,10 @@ def main() -> int:
         scenarios = tuple(scenario for scenario in wanted if scenario in SCENARIOS)
         if scenarios:
             with _serving(target, url, WORKERS) as (process, port):
-                results.extend(_measure(target, process, port, scenarios, ids[url]))
+                results.extend(_measure(target, process, database, port, scenarios, ids[url]))
     if "get_one" in SCENARIOS:
         # Sampled again: the service's runs have deleted tasks.
-        results.extend(_one_worker_rounds(large, _ids(large)))
+        results.extend(_one_worker_rounds(large, database, _ids(large)))
     checks = _targets(results)
     print()
     for name, ok, figure in checks:
