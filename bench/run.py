@@ -458,8 +458,9 @@ def _postmaster(name: str) -> int:
 def main() -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (make bench installs it from Debian's packages)")
-    server_url = os.environ.get("BENCH_DATABASE_URL") or _embedded_server()
-    database = None if os.environ.get("BENCH_DATABASE_URL") else _postmaster("bench-postgres")
+    external = os.environ.get("BENCH_DATABASE_URL")
+    server_url = external or _embedded_server()
+    database = None if external else _postmaster("bench-postgres")
     large = _prepare(server_url, "tasks_bench", 1000, 1000)
     small = _prepare(server_url, "tasks_bench_small", 10, 1000)
     REPORTS.mkdir(parents=True, exist_ok=True)
@@ -496,7 +497,7 @@ def main() -> int:
         "duration": DURATION,
         "one_worker_rounds": ROUNDS,
         "workers": WORKERS,
-        "database_settings": None if os.environ.get("BENCH_DATABASE_URL") else SERVER_SETTINGS,
+        "database_settings": None if external else SERVER_SETTINGS,
         "results": [asdict(r) for r in results],
         "targets": [{"name": n, "met": ok, "figure": f} for n, ok, f in checks],
         "observability": costs,
