@@ -1,6 +1,6 @@
 """`make bench`: the service as deployed, under wrk, beside a bare asyncpg reference server.
 
-Loads 1,000 users x 1,000 tasks (and a 10-task-per-user copy for the growth check), starts the
+Loads 1,000 users x 1,000 tasks (and a 10-user copy for the growth check), starts the
 service (uvicorn with uvloop and httptools) and bench/reference.py on the same data, drives both
 with wrk at 10 and 100 connections, prints a table and writes it as JSON under reports/bench/.
 Exits non-zero when a target is missed.
@@ -37,8 +37,10 @@ REPORTS = ROOT / "reports" / "bench"
 DURATION = os.environ.get("BENCH_DURATION", "10s")
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))  # one per core here
 CONNECTIONS = (10, 100)
-# One-worker runs of get one alternate in rounds; their medians are compared.
+# One-worker runs of get one, and the growth check's runs at 10k and 1M rows, alternate in
+# rounds; their medians are compared.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+GROWTH = ("get_one", "list_100")
 WRITES = ("create", "create_keyed", "patch_if_match", "patch", "toggle", "delete")
 COLLECTION = ("search", "counts", "complete_all", "clear_completed")
 # In this order: patch_if_match finds every task of its slice at the version it was loaded with,
@@ -220,8 +222,9 @@ def _measure(
     port: int,
     scenarios: tuple[str, ...],
     ids: Path,
+    warm_up: str = DURATION,
 ) -> list[Result]:
-    _wrk(port, "get_one", 10, ids)  # warm-up: pools filled, code paths hot
+    _wrk(port, "get_one", 10, ids, duration=warm_up)  # pools filled, code paths hot
     results = []
     for scenario in scenarios:
         for index, connections in enumerate(CONNECTIONS):
@@ -258,10 +261,20 @@ def _result(
     return result
 
 
-def _median_rps(results: list[Result], target: str) -> float | None:
-    """The median requests/s of a one-worker target's rounds (get one, 100 connections)."""
-    rates = [r.requests_per_s for r in results if r.target == target]
-    return statistics.median(rates) if rates else None
+def _median(
+    results: list[Result],
+    target: str,
+    scenario: str = "get_one",
+    connections: int = 100,
+    field: str = "requests_per_s",
+) -> float | None:
+    """The median of a field over a target's rounds (by default: get one's requests/s)."""
+    values = [
+        getattr(r, field)
+        for r in results
+        if (r.target, r.scenario, r.connections) == (target, scenario, connections)
+    ]
+    return statistics.median(values) if values else None
 
 
 HEADER = (
@@ -298,8 +311,8 @@ def _targets(results: list[Result]) -> list[tuple[str, bool, str]]:
 
     ratio("get one: >= 60% of the reference's req/s at 100 connections", "get_one", 0.6)
     one_worker, one_worker_reference = (
-        _median_rps(results, "service-1w"),
-        _median_rps(results, "ref-1w"),
+        _median(results, "service-1w"),
+        _median(results, "ref-1w"),
     )
     if one_worker and one_worker_reference:
         value = one_worker / one_worker_reference
@@ -332,16 +345,17 @@ def _targets(results: list[Result]) -> list[tuple[str, bool, str]]:
     )
     if rss := [r.rss_mb for r in results if r.target == "service"]:
         checks.append(("server RSS <= 150 MB per worker", max(rss) <= 150, f"{max(rss):.0f} MB"))
-    for scenario in ("get_one", "list_100"):
+    for scenario in GROWTH:
         for connections in CONNECTIONS:
-            large = measured.get(("service", scenario, connections))
-            small = measured.get(("service-10k", scenario, connections))
+            large = _median(results, "growth-1M", scenario, connections, "p50_ms")
+            small = _median(results, "growth-10k", scenario, connections, "p50_ms")
             if large and small:
                 checks.append(
                     (
-                        f"{scenario} at 1M rows within 20% of 10k rows ({connections} conns, p50)",
-                        large.p50_ms <= 1.2 * small.p50_ms,
-                        f"{large.p50_ms / small.p50_ms:.2f}x",
+                        f"{scenario} at 1M rows within 20% of 10k rows ({connections} conns, "
+                        f"medians of {ROUNDS} rounds' p50)",
+                        large <= 1.2 * small,
+                        f"{large / small:.2f}x",
                     )
                 )
     return checks
@@ -357,7 +371,7 @@ def _observability_costs(results: list[Result]) -> list[str]:
         ("service-1w", "1w-bare", "metrics and access log (the default)"),
         ("1w-traced", "service-1w", "traces exported over OTLP, over the default"),
     ):
-        variant, against = _median_rps(results, target), _median_rps(results, base)
+        variant, against = _median(results, target), _median(results, base)
         if variant and against:
             cost = (1 / variant - 1 / against) * 1e6
             change = variant / against - 1
@@ -389,6 +403,22 @@ def _ids(url: str) -> Path:
     ids = REPORTS / f"ids-{url.rsplit('/', 1)[-1]}.txt"
     ids.write_text(asyncio.run(_sample_ids(url)))
     return ids
+
+
+def _growth_rounds(
+    sizes: tuple[tuple[str, str], ...], database: int | None, ids: dict[str, Path]
+) -> list[Result]:
+    """Get one and list 100 on the 10k-row and the 1M-row database in ROUNDS rounds whose order
+    alternates: two runs minutes apart would compare the machine's speed at two moments."""
+    scenarios = tuple(scenario for scenario in GROWTH if scenario in SCENARIOS)
+    results: list[Result] = []
+    for round_ in range(ROUNDS if scenarios else 0):
+        for target, url in sizes if round_ % 2 == 0 else sizes[::-1]:
+            with _serving(target, url, WORKERS) as (process, port):
+                results.extend(
+                    _measure(target, process, database, port, scenarios, ids[url], warm_up="3s")
+                )
+    return results
 
 
 def _one_worker_rounds(url: str, database: int | None, ids: Path) -> list[Result]:
@@ -466,18 +496,17 @@ def main() -> int:
     REPORTS.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []
     print(HEADER)
-    # (target, database, scenarios): both servers with WORKERS workers.
-    runs = [
-        ("reference", large, ("get_one", "list_1000")),
-        ("service-10k", small, ("get_one", "list_100")),
-        ("service", large, SCENARIOS),
-    ]
     ids = {large: _ids(large), small: _ids(small)}
-    for target, url, wanted in runs:
-        scenarios = tuple(scenario for scenario in wanted if scenario in SCENARIOS)
-        if scenarios:
-            with _serving(target, url, WORKERS) as (process, port):
-                results.extend(_measure(target, process, database, port, scenarios, ids[url]))
+
+    def measure(target: str, wanted: tuple[str, ...]) -> None:
+        if scenarios := tuple(scenario for scenario in wanted if scenario in SCENARIOS):
+            with _serving(target, large, WORKERS) as (process, port):
+                results.extend(_measure(target, process, database, port, scenarios, ids[large]))
+
+    measure("reference", ("get_one", "list_1000"))
+    # Before the service's writes change the large database.
+    results.extend(_growth_rounds((("growth-10k", small), ("growth-1M", large)), database, ids))
+    measure("service", SCENARIOS)
     if "get_one" in SCENARIOS:
         # Sampled again: the service's runs have deleted tasks.
         results.extend(_one_worker_rounds(large, database, _ids(large)))
