@@ -405,12 +405,17 @@ def _ids(url: str) -> Path:
     return ids
 
 
+def _selected(scenarios: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of the scenarios that BENCH_SCENARIOS asks for."""
+    return tuple(scenario for scenario in scenarios if scenario in SCENARIOS)
+
+
 def _growth_rounds(
     sizes: tuple[tuple[str, str], ...], database: int | None, ids: dict[str, Path]
 ) -> list[Result]:
     """Get one and list 100 on the 10k-row and the 1M-row database in ROUNDS rounds whose order
     alternates: two runs minutes apart would compare the machine's speed at two moments."""
-    scenarios = tuple(scenario for scenario in GROWTH if scenario in SCENARIOS)
+    scenarios = _selected(GROWTH)
     results: list[Result] = []
     for round_ in range(ROUNDS if scenarios else 0):
         for target, url in sizes if round_ % 2 == 0 else sizes[::-1]:
@@ -499,7 +504,7 @@ def main() -> int:
     ids = {large: _ids(large), small: _ids(small)}
 
     def measure(target: str, wanted: tuple[str, ...]) -> None:
-        if scenarios := tuple(scenario for scenario in wanted if scenario in SCENARIOS):
+        if scenarios := _selected(wanted):
             with _serving(target, large, WORKERS) as (process, port):
                 results.extend(_measure(target, process, database, port, scenarios, ids[large]))
 
