@@ -5,11 +5,11 @@ A keyed create is one statement, so the task and its key are written together or
 1. a try-lock on (user, key), held until the statement ends: a repeat that arrives meanwhile gets
    a 409 at once instead of waiting;
 2. the lookup of a live answer for the key: a replay, or a 422 when the body differs;
-3. when there is none, the create and the record of its answer.
+3. when there is none, the create (app/statements.py) and the record of its answer.
 
-The lookup reads the statement's snapshot, taken before the lock: a create of the same key that
-committed in between is missing from it. The record then fails on the key's primary key, nothing
-of the statement is written, and the statement runs again, now finding that answer.
+A create of the same key that committed after this statement began and before it took the lock
+is not in its lookup: its record then fails on the key's primary key, nothing is written, and the
+statement is sent once more, which finds that answer.
 
 Expired keys are removed by the statement that records a new one, at most 16 at a time: each keyed
 create adds one key and removes up to 16 expired ones, so expired keys never pile up and no
@@ -17,7 +17,7 @@ separate job has to run.
 """
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import asyncpg
@@ -25,54 +25,57 @@ import orjson
 
 from app.db import Database
 from app.problems import IdempotencyKeyInUse, IdempotencyKeyReused
+from app.sql import Statement
+from app.statements import INSERT_TASK, OWNER_COUNTS_NEW_TASK
 
-ATTEMPTS = 3  # a key recorded between snapshot and lock is found by the next attempt
-
-
-def create_once_statement(creating: Callable[[str], str], first: int) -> str:
-    """The create that `creating(condition)` writes as CTEs (the last, `created`, returning the
-    answer's body, location and etag; $1 the user), made only when no live answer is stored for
-    the key ($first), with the request's fingerprint ($first + 1) kept for ttl seconds
-    ($first + 2). It answers whether the key's lock was taken, and the stored answer with its
-    fingerprint or the new one without (all null when there is neither)."""
-    key, fingerprint_, ttl = (f"${first + offset}" for offset in range(3))
-    # user_id cannot contain ':' (the contract's pattern), so the pair is unambiguous.
-    return f"""
-WITH locked AS (
-    SELECT pg_try_advisory_xact_lock(hashtextextended($1::text || ':' || {key}::text, 0)) AS held
+# The key's own expired record is deleted (`replaced`) before the new one is inserted: `recorded`
+# reads `replaced`, which makes it run first. A live record that the lookup missed makes the insert
+# fail on the primary key.
+CREATE_ONCE = Statement(f"""
+WITH key_lock AS (
+    SELECT pg_try_advisory_xact_lock(hashtextextended(:user_id || ':' || :key, 0)) AS held
 ),
 stored AS (
     SELECT fingerprint, status, body, location, etag FROM idempotency_keys
-    WHERE user_id = $1 AND key = {key} AND expires_at > now()
+    WHERE user_id = :user_id AND key = :key AND expires_at > now()
 ),
-{creating("(SELECT held FROM locked) AND NOT EXISTS (SELECT FROM stored)")},
--- The key's own expired record is deleted first, and a new one inserted: a live one that the
--- snapshot missed makes the insert fail on the primary key.
+allowed AS (
+    SELECT WHERE (SELECT held FROM key_lock) AND NOT EXISTS (SELECT FROM stored)
+),
+{OWNER_COUNTS_NEW_TASK},
+created AS (
+{INSERT_TASK}
+),
 replaced AS (
     DELETE FROM idempotency_keys
-    WHERE user_id = $1 AND key = {key} AND expires_at <= now() AND EXISTS (SELECT FROM created)
+    WHERE user_id = :user_id AND key = :key AND expires_at <= now()
+        AND EXISTS (SELECT FROM created)
     RETURNING 1
 ),
 expired AS (
     DELETE FROM idempotency_keys WHERE (user_id, key) IN (
         SELECT user_id, key FROM idempotency_keys
-        WHERE expires_at <= now() AND (user_id, key) <> ($1, {key})
+        WHERE expires_at <= now() AND (user_id, key) <> (:user_id, :key)
         ORDER BY expires_at LIMIT 16 FOR UPDATE SKIP LOCKED
     ) AND EXISTS (SELECT FROM created)
 ),
 recorded AS (
     INSERT INTO idempotency_keys
         (user_id, key, fingerprint, status, body, location, etag, expires_at)
-    SELECT $1, {key}, {fingerprint_}, 201, body, location, etag,
-        now() + make_interval(secs => {ttl})
+    SELECT :user_id, :key, :fingerprint, 201, body, location, etag,
+        now() + make_interval(secs => :ttl)
     FROM created
-    WHERE (SELECT count(*) FROM replaced) >= 0  -- read, so that the delete comes first
+    WHERE (SELECT count(*) FROM replaced) >= 0
 )
-SELECT held, answer.* FROM locked LEFT JOIN (
+SELECT key_lock.held, answer.* FROM key_lock LEFT JOIN (
     SELECT NULL::bytea AS fingerprint, 201 AS status, body, location, etag FROM created
     UNION ALL
     SELECT fingerprint, status, body, location, etag FROM stored
-) answer ON true"""
+) AS answer ON true""")
+
+# Sent once more after a record that failed on its key (see above); then the key is taken to be
+# in use.
+ATTEMPTS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,26 +84,36 @@ class Answer:
     body: str
     location: str
     etag: str
+    replayed: bool = False
 
 
-def fingerprint(*request: object) -> bytes:
-    """What makes two requests the same: the values they ask for, not their JSON's spelling."""
-    return hashlib.sha256(orjson.dumps(request)).digest()
+def fingerprint(request: Mapping[str, object]) -> bytes:
+    """What makes two requests the same: the values they ask for, not their JSON's spelling.
+
+    The values in the contract's order, trailing nulls left out: a field that a later version of
+    the contract adds, left out by a client, leaves the fingerprint of a request as it was.
+    """
+    values = list(request.values())
+    while values and values[-1] is None:
+        values.pop()
+    return hashlib.sha256(orjson.dumps(values)).digest()
 
 
 async def create_once(
     database: Database,
-    statement: str,
-    *args: object,
+    create: Mapping[str, object],
+    request: Mapping[str, object],
+    *,
     key: str,
-    request: bytes,
     ttl: float,
-) -> tuple[Answer, bool] | None:
-    """The answer to this keyed create (a create_once_statement of `args`), and whether it is a
-    replay of an earlier one; None when the statement created nothing."""
+) -> Answer | None:
+    """The answer to this keyed create, a replay or a new one; None when the create was refused
+    (the owner's limit). `request` holds the body's values, `create` the statement's other
+    arguments."""
+    arguments = {**create, **request, "key": key, "fingerprint": fingerprint(request), "ttl": ttl}
     for _ in range(ATTEMPTS):
         try:
-            row = await database.fetchrow(statement, *args, key, request, ttl)
+            row = await database.fetchrow(CREATE_ONCE, **arguments)
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name != "idempotency_keys_pkey":
                 raise
@@ -110,10 +123,8 @@ async def create_once(
             raise IdempotencyKeyInUse
         if row["status"] is None:
             return None
-        answer = Answer(row["status"], row["body"], row["location"], row["etag"])
-        if row["fingerprint"] is None:
-            return answer, False
-        if row["fingerprint"] != request:
+        if row["fingerprint"] is not None and row["fingerprint"] != arguments["fingerprint"]:
             raise IdempotencyKeyReused
-        return answer, True
+        replayed = row["fingerprint"] is not None
+        return Answer(row["status"], row["body"], row["location"], row["etag"], replayed)
     raise IdempotencyKeyInUse

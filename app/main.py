@@ -65,7 +65,7 @@ def create_app(
         preparing = asyncio.create_task(prepare_database(database, settings, migration_url))
         http = httpx.AsyncClient(timeout=5.0)
         authenticator = Authenticator(settings, http) if jwt_mode else None
-        sampling = asyncio.create_task(sample_pool_periodically(database.pool))
+        sampling = asyncio.create_task(sample_pool_periodically(database))
         # Everything loaded so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise stall requests for tens of milliseconds under load.
         gc.freeze()

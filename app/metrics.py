@@ -9,6 +9,7 @@ values to memory-mapped files there, and a scrape, whichever worker answers it, 
 import asyncio
 import os
 from contextlib import suppress
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,7 +24,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.pool import Pool
+
+class Pooled(Protocol):
+    def pool_usage(self) -> tuple[int, int, int, int]: ...
+
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 POOL_SAMPLE_INTERVAL = 1.0  # seconds between samples of each worker's pool
@@ -59,23 +63,24 @@ for _kind in ("timeout", "unavailable"):
     DATABASE_ERRORS.labels(_kind)
 
 
-def sample_pool(pool: Pool) -> None:
-    POOL_SIZE.set(pool.size)
-    POOL_OPEN.set(pool.open)
-    POOL_IN_USE.set(pool.in_use)
-    POOL_WAITING.set(pool.waiting)
+def sample_pool(database: Pooled) -> None:
+    size, open_, in_use, waiting = database.pool_usage()
+    POOL_SIZE.set(size)
+    POOL_OPEN.set(open_)
+    POOL_IN_USE.set(in_use)
+    POOL_WAITING.set(waiting)
 
 
-async def sample_pool_periodically(pool: Pool) -> None:
+async def sample_pool_periodically(database: Pooled) -> None:
     """Each worker's pool gauges stay current, whichever worker answers the scrape."""
     with suppress(asyncio.CancelledError):
         while True:
-            sample_pool(pool)
+            sample_pool(database)
             await asyncio.sleep(POOL_SAMPLE_INTERVAL)
 
 
 async def serve_metrics(request: Request) -> Response:
-    sample_pool(request.state.database.pool)
+    sample_pool(request.state.database)
     if MULTIPROCESS:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -54,14 +54,6 @@ class DatabaseNotReady(DatabaseUnavailable):
     detail = "The database is not ready yet; retry later."
 
 
-class OwnerBusy(DomainError):
-    """Complete all or reopen all ran on the user again and again while a write waited."""
-
-    status = HTTPStatus.SERVICE_UNAVAILABLE
-    detail = "The user's tasks are changing all at once; retry later."
-    headers = {"Retry-After": RETRY_AFTER_SECONDS}  # noqa: RUF012  (never mutated)
-
-
 class TaskLimitReached(DomainError):
     status = HTTPStatus.CONFLICT
 
@@ -94,16 +86,6 @@ class CursorOfAnotherListing(InvalidField):
 class PreconditionFailed(DomainError):
     status = HTTPStatus.PRECONDITION_FAILED
     detail = "The task has changed since the version named in If-Match."
-
-
-class MalformedPrecondition(DomainError):
-    """RFC 9110: a precondition that cannot be read makes a malformed request."""
-
-    status = HTTPStatus.BAD_REQUEST
-
-    def __init__(self, header: str) -> None:
-        super().__init__()
-        self.detail = f"{header} must be * or a comma-separated list of entity tags."
 
 
 class PreconditionRequired(DomainError):

@@ -44,36 +44,6 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
     )
-    # The user's last completion mark (app/completion.py), read under the lock on this row.
-    completion_epoch: int = Field(
-        sa_column=Column(BigInteger, nullable=False, server_default=text("0"))
-    )
-    completion_state: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
-    completion_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
-    )
-    completion_flips: int = Field(
-        sa_column=Column(BigInteger, nullable=False, server_default=text("0"))
-    )
-    # When the state of the marks last changed: the first mark of the last run of equal states.
-    completion_changed_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
-    )
-
-
-class CompletionMark(SQLModel, table=True):
-    """Complete all (or reopen all) of one user: the tasks behind its epoch follow it."""
-
-    __tablename__ = "completion_marks"
-
-    user_id: str = Field(
-        sa_column=Column(String(64), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    )
-    epoch: int = Field(sa_column=Column(BigInteger, primary_key=True))
-    is_completed: bool = Field(sa_column=Column(Boolean, nullable=False))
-    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    # State changes from one mark to the next, counted from the user's first mark.
-    flips: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class Task(SQLModel, table=True):
@@ -90,14 +60,8 @@ class Task(SQLModel, table=True):
         CheckConstraint(
             "is_completed = (completed_at IS NOT NULL)", name="tasks_completed_at_matches"
         ),
+        # Lists, pages and searches walk a user's tasks in creation order, either way.
         Index("tasks_user_created_id", "user_id", "created_at", "id"),
-        # task_search_trigrams() is defined by migration 0005 (see app/search.py).
-        Index(
-            "tasks_search_trigrams",
-            text("task_search_trigrams(user_id, title, description)"),
-            postgresql_using="gin",
-            postgresql_with={"fastupdate": "off"},
-        ),
         {"postgresql_with": {"fillfactor": 80}},
     )
 
@@ -123,10 +87,6 @@ class Task(SQLModel, table=True):
     )
     # Moves by one in the statement that changes the task: the task's entity tag.
     version: int = Field(sa_column=Column(BigInteger, nullable=False, server_default=text("1")))
-    # The owner's completion epoch at the task's last write; behind it, the marks since apply.
-    completion_epoch: int = Field(
-        sa_column=Column(BigInteger, nullable=False, server_default=text("0"))
-    )
 
 
 class IdempotencyKey(SQLModel, table=True):

@@ -457,7 +457,12 @@ def create_router(
     async def get_task(
         request: Request,
         *,
-        if_none_match: Optional[str] = Header(None, alias='If-None-Match'),
+        if_none_match: Optional[
+            constr(
+                pattern=r'^(\*|(W/)?"[\x21\x23-\x7E]*"([ \t]*,[ \t]*(W/)?"[\x21\x23-\x7E]*")*)$',
+                max_length=1024,
+            )
+        ] = Header(None, alias='If-None-Match'),
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
     ) -> Task | Response:
@@ -509,7 +514,12 @@ def create_router(
     async def replace_task(
         request: Request,
         *,
-        if_match: Optional[str] = Header(None, alias='If-Match'),
+        if_match: Optional[
+            constr(
+                pattern=r'^(\*|(W/)?"[\x21\x23-\x7E]*"([ \t]*,[ \t]*(W/)?"[\x21\x23-\x7E]*")*)$',
+                max_length=1024,
+            )
+        ] = Header(None, alias='If-Match'),
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
         body: TaskInput = ...,
@@ -563,7 +573,12 @@ def create_router(
     async def update_task(
         request: Request,
         *,
-        if_match: Optional[str] = Header(None, alias='If-Match'),
+        if_match: Optional[
+            constr(
+                pattern=r'^(\*|(W/)?"[\x21\x23-\x7E]*"([ \t]*,[ \t]*(W/)?"[\x21\x23-\x7E]*")*)$',
+                max_length=1024,
+            )
+        ] = Header(None, alias='If-Match'),
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
         body: TaskPatch = ...,
@@ -612,7 +627,12 @@ def create_router(
     async def delete_task(
         request: Request,
         *,
-        if_match: Optional[str] = Header(None, alias='If-Match'),
+        if_match: Optional[
+            constr(
+                pattern=r'^(\*|(W/)?"[\x21\x23-\x7E]*"([ \t]*,[ \t]*(W/)?"[\x21\x23-\x7E]*")*)$',
+                max_length=1024,
+            )
+        ] = Header(None, alias='If-Match'),
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
     ) -> None:
@@ -658,7 +678,12 @@ def create_router(
     async def toggle_task_completion(
         request: Request,
         *,
-        if_match: Optional[str] = Header(None, alias='If-Match'),
+        if_match: Optional[
+            constr(
+                pattern=r'^(\*|(W/)?"[\x21\x23-\x7E]*"([ \t]*,[ \t]*(W/)?"[\x21\x23-\x7E]*")*)$',
+                max_length=1024,
+            )
+        ] = Header(None, alias='If-Match'),
         user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
         task_id: UUID = ...,
     ) -> Task | Response:

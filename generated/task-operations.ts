@@ -417,17 +417,8 @@ export interface components {
             };
             content?: never;
         };
-        /** @description The body is not well-formed JSON, or `If-Match` is not `*` or a list of entity tags. */
-        MalformedRequest: {
-            headers: {
-                [name: string]: unknown;
-            };
-            content: {
-                "application/problem+json": components["schemas"]["Problem"];
-            };
-        };
-        /** @description `If-Match` or `If-None-Match` is not `*` or a list of entity tags. */
-        MalformedPrecondition: {
+        /** @description The request is not valid HTTP/1.1. */
+        BadRequest: {
             headers: {
                 [name: string]: unknown;
             };
@@ -437,7 +428,24 @@ export interface components {
                  *       "type": "about:blank",
                  *       "title": "Bad Request",
                  *       "status": 400,
-                 *       "detail": "If-None-Match must be * or a comma-separated list of entity tags."
+                 *       "detail": "The request is not valid HTTP/1.1."
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The body is not well-formed JSON, or the request is not valid HTTP/1.1. */
+        MalformedRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Bad Request",
+                 *       "status": 400,
+                 *       "detail": "The request body is not valid JSON."
                  *     }
                  */
                 "application/problem+json": components["schemas"]["Problem"];
@@ -577,7 +585,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["ValidationProblem"];
             };
         };
-        /** @description The database cannot be reached, or the user's tasks kept changing all at once (complete all, reopen all) while the request waited; retry later. */
+        /** @description The database cannot be reached or did not answer in time; retry later. */
         ServiceUnavailable: {
             headers: {
                 /**
@@ -645,8 +653,9 @@ export interface components {
          *     of entity tags as read from `ETag` (`"3"`, `"3", "4"`, `W/"3"`). The
          *     write happens only when the task's current entity tag is in the list
          *     (strong comparison: a weak tag never matches); otherwise the answer is
-         *     412 and nothing changes. Any other value is a 400. A deployment may
-         *     require it on every write (428 without it).
+         *     412 and nothing changes. A deployment may require it on every write
+         *     (428 without it). Any other value, or one over 1,024 characters, is a
+         *     422 naming the header.
          * @example "1"
          */
         IfMatch: string;
@@ -654,7 +663,8 @@ export interface components {
          * @description `*`, or a comma-separated list of entity tags from earlier answers
          *     (`"3"`, `"3", "4"`, `W/"3"`). When the task's current entity tag is in
          *     the list (weak comparison), the answer is 304 Not Modified, without a
-         *     body. Any other value is a 400.
+         *     body. Any other value, or one over 1,024 characters, is a 422 naming
+         *     the header.
          * @example "1"
          */
         IfNoneMatch: string;
@@ -973,7 +983,8 @@ export interface operations {
                  * @description `*`, or a comma-separated list of entity tags from earlier answers
                  *     (`"3"`, `"3", "4"`, `W/"3"`). When the task's current entity tag is in
                  *     the list (weak comparison), the answer is 304 Not Modified, without a
-                 *     body. Any other value is a 400.
+                 *     body. Any other value, or one over 1,024 characters, is a 422 naming
+                 *     the header.
                  * @example "1"
                  */
                 "If-None-Match"?: components["parameters"]["IfNoneMatch"];
@@ -996,7 +1007,7 @@ export interface operations {
         responses: {
             200: components["responses"]["TaskFound"];
             304: components["responses"]["NotModified"];
-            400: components["responses"]["MalformedPrecondition"];
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["TaskNotFound"];
@@ -1013,8 +1024,9 @@ export interface operations {
                  *     of entity tags as read from `ETag` (`"3"`, `"3", "4"`, `W/"3"`). The
                  *     write happens only when the task's current entity tag is in the list
                  *     (strong comparison: a weak tag never matches); otherwise the answer is
-                 *     412 and nothing changes. Any other value is a 400. A deployment may
-                 *     require it on every write (428 without it).
+                 *     412 and nothing changes. A deployment may require it on every write
+                 *     (428 without it). Any other value, or one over 1,024 characters, is a
+                 *     422 naming the header.
                  * @example "1"
                  */
                 "If-Match"?: components["parameters"]["IfMatch"];
@@ -1057,8 +1069,9 @@ export interface operations {
                  *     of entity tags as read from `ETag` (`"3"`, `"3", "4"`, `W/"3"`). The
                  *     write happens only when the task's current entity tag is in the list
                  *     (strong comparison: a weak tag never matches); otherwise the answer is
-                 *     412 and nothing changes. Any other value is a 400. A deployment may
-                 *     require it on every write (428 without it).
+                 *     412 and nothing changes. A deployment may require it on every write
+                 *     (428 without it). Any other value, or one over 1,024 characters, is a
+                 *     422 naming the header.
                  * @example "1"
                  */
                 "If-Match"?: components["parameters"]["IfMatch"];
@@ -1086,7 +1099,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            400: components["responses"]["MalformedPrecondition"];
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["TaskNotFound"];
@@ -1105,8 +1118,9 @@ export interface operations {
                  *     of entity tags as read from `ETag` (`"3"`, `"3", "4"`, `W/"3"`). The
                  *     write happens only when the task's current entity tag is in the list
                  *     (strong comparison: a weak tag never matches); otherwise the answer is
-                 *     412 and nothing changes. Any other value is a 400. A deployment may
-                 *     require it on every write (428 without it).
+                 *     412 and nothing changes. A deployment may require it on every write
+                 *     (428 without it). Any other value, or one over 1,024 characters, is a
+                 *     422 naming the header.
                  * @example "1"
                  */
                 "If-Match"?: components["parameters"]["IfMatch"];
@@ -1160,8 +1174,9 @@ export interface operations {
                  *     of entity tags as read from `ETag` (`"3"`, `"3", "4"`, `W/"3"`). The
                  *     write happens only when the task's current entity tag is in the list
                  *     (strong comparison: a weak tag never matches); otherwise the answer is
-                 *     412 and nothing changes. Any other value is a 400. A deployment may
-                 *     require it on every write (428 without it).
+                 *     412 and nothing changes. A deployment may require it on every write
+                 *     (428 without it). Any other value, or one over 1,024 characters, is a
+                 *     422 naming the header.
                  * @example "1"
                  */
                 "If-Match"?: components["parameters"]["IfMatch"];
@@ -1183,7 +1198,7 @@ export interface operations {
         requestBody?: never;
         responses: {
             200: components["responses"]["TaskFound"];
-            400: components["responses"]["MalformedPrecondition"];
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["TaskNotFound"];

@@ -5,10 +5,13 @@ import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from asyncpg.connection import Connection
+from asyncpg.prepared_stmt import PreparedStatement
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -23,7 +26,7 @@ os.environ["MIGRATE_ON_START"] = "false"
 
 
 async def truncate(database_url: str) -> None:
-    await execute(database_url, "TRUNCATE users, tasks, idempotency_keys, completion_marks")
+    await execute(database_url, "TRUNCATE users, tasks, idempotency_keys")
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +101,48 @@ async def listing_pages(client: httpx.AsyncClient, url: str) -> list[list[dict[s
         link = response.headers.get("link")
         next_url = LINK.match(link).group("url") if link else None  # type: ignore[union-attr]
     return found
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A statement the app sent to PostgreSQL, with its arguments."""
+
+    query: str
+    args: tuple[Any, ...]
+
+
+Sent = list[Statement]
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
+    """Every statement the app sends to PostgreSQL from now on, transaction control included."""
+    statements: Sent = []
+
+    def recording(method: Any, arguments: Any) -> Any:
+        async def recorded(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if (statement := arguments(self, *args)) is not None:
+                statements.append(Statement(*statement))
+            return await method(self, *args, **kwargs)
+
+        return recorded
+
+    def prepared(statement: PreparedStatement, *args: Any) -> tuple[str, tuple[Any, ...]]:
+        return statement.get_query(), args
+
+    # Connection._execute(query, args, limit, timeout, ...) runs every fetch of a connection, and
+    # execute(query, *args) with arguments; execute(query) alone goes straight to the protocol.
+    monkeypatch.setattr(
+        Connection,
+        "_execute",
+        recording(Connection._execute, lambda _, query, args, *rest: (query, tuple(args))),
+    )
+    monkeypatch.setattr(
+        Connection,
+        "execute",
+        recording(Connection.execute, lambda _, query, *args: None if args else (query, ())),
+    )
+    for name in ("fetch", "fetchrow", "fetchval", "executemany"):
+        method = getattr(PreparedStatement, name)
+        monkeypatch.setattr(PreparedStatement, name, recording(method, prepared))
+    return statements

@@ -6,6 +6,11 @@ create, and a key reused with another body is a 422 by design (tests/test_idempo
 reuse). The fuzzer draws keys from a small space and repeats them across bodies, so every
 well-formed key it draws is made unique here, as a client makes them; malformed keys go out as
 drawn, to be rejected.
+
+If-Match and If-None-Match: the coverage phase draws header values from letters and digits only,
+which no entity tag is made of, and can send such a value as a valid one. Handing the headers back
+to the case makes schemathesis judge them against the contract's pattern again, as it does for
+every value a hook changes: a value outside it is then a negative case, expected to be refused.
 """
 
 import itertools
@@ -15,11 +20,15 @@ from typing import Any
 import schemathesis
 
 WELL_FORMED_KEY = re.compile(r"[\x21-\x7E]{1,255}")
+PRECONDITIONS = {"if-match", "if-none-match"}
 _serial = itertools.count()
 
 
 @schemathesis.hook
 def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
-    key = (case.headers or {}).get("Idempotency-Key")
+    headers = case.headers or {}
+    key = headers.get("Idempotency-Key")
     if isinstance(key, str) and WELL_FORMED_KEY.fullmatch(key):
         case.headers["Idempotency-Key"] = f"{key[:240]}.{next(_serial)}"
+    if PRECONDITIONS & {name.lower() for name in headers}:
+        case.headers = dict(headers)

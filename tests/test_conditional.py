@@ -122,25 +122,56 @@ async def test_a_missing_or_foreign_task_is_404_whatever_the_precondition(
 
 
 @pytest.mark.parametrize(
-    "value", ["3", "abc", '"unterminated', "W/3", '"a" "b"', '"a",,"b"', "**", '"a", *', 'w/"1"']
+    "value",
+    [
+        "3",
+        "abc",
+        '"unterminated',
+        "W/3",
+        '"a" "b"',
+        '"a",,"b"',
+        "**",
+        '"a", *',
+        'w/"1"',
+        "",
+        '"1",\n"2"',
+        '"\x00"',
+        '"caf\xe9"',
+        f'"{"1" * 1023}"',
+    ],
 )
-async def test_a_malformed_precondition_is_400_and_changes_nothing(
+async def test_a_malformed_precondition_is_422_and_changes_nothing(
     client: httpx.AsyncClient, value: str
 ) -> None:
     url, created = await _created(client)
     task = (await client.get(url)).json()
     for method, suffix, body in [*WRITES, ("GET", "", None)]:
         header = "If-None-Match" if method == "GET" else "If-Match"
-        response = await client.request(method, url + suffix, json=body, headers={header: value})
-        assert response.status_code == 400, (method, suffix, value)
-        assert response.headers["content-type"] == "application/problem+json"
-        assert (
-            response.json()["detail"]
-            == f"{header} must be * or a comma-separated list of entity tags."
+        response = await client.request(
+            method, url + suffix, json=body, headers=[(header.encode(), value.encode("latin-1"))]
         )
+        assert response.status_code == 422, (method, suffix, value)
+        assert response.headers["content-type"] == "application/problem+json"
+        error = response.json()["errors"][0]
+        assert (error["location"], error["field"]) == ("header", header)
     fetched = await client.get(url)
     assert fetched.json() == task
     assert fetched.headers["etag"] == created
+
+
+async def test_a_precondition_of_1024_characters_is_read(client: httpx.AsyncClient) -> None:
+    url, created = await _created(client)
+    tags = [created]
+    while len(", ".join(tags)) + 11 <= 1024:
+        tags.insert(0, f'"9{len(tags):07d}"')  # versions the task never had
+    longest = ", ".join(tags)
+    assert 1013 < len(longest) <= 1024
+    assert (await client.patch(url + "/complete", headers={"If-Match": longest})).status_code == 200
+    rest = ", ".join(tags[1:])
+    too_long = tags[0] + "," + " " * (1025 - len(tags[0]) - 1 - len(rest)) + rest
+    assert len(too_long) == 1025
+    response = await client.patch(url + "/complete", headers={"If-Match": too_long})
+    assert response.status_code == 422
 
 
 async def test_require_if_match_refuses_unconditional_writes(database_url: str) -> None:

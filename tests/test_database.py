@@ -6,6 +6,7 @@ from sqlalchemy.engine import make_url
 from app.config import Settings
 from app.db import behind_transaction_pooler, open_database, server_settings
 from app.problems import DatabaseUnavailable
+from app.sql import Statement
 from tests.conftest import create_task, serving
 
 NEON_POOLER = "postgresql://u:p@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech/neondb"
@@ -19,12 +20,15 @@ def _settings(**values: object) -> Settings:
 async def test_every_connection_has_the_timeouts_and_generic_plans(database_url: str) -> None:
     database = await open_database(_settings(), database_url)
     try:
-        assert await database.fetchval("SELECT current_setting('statement_timeout')") == "5s"
-        assert await database.fetchval("SELECT current_setting('lock_timeout')") == "2s"
-        assert await database.fetchval("SELECT current_setting('plan_cache_mode')") == (
+        assert (
+            await database.fetchval(Statement("SELECT current_setting('statement_timeout')"))
+            == "5s"
+        )
+        assert await database.fetchval(Statement("SELECT current_setting('lock_timeout')")) == "2s"
+        assert await database.fetchval(Statement("SELECT current_setting('plan_cache_mode')")) == (
             "force_generic_plan"
         )
-        assert await database.fetchval("SELECT current_setting('TimeZone')") == "UTC"
+        assert await database.fetchval(Statement("SELECT current_setting('TimeZone')")) == "UTC"
     finally:
         await database.close()
 
@@ -37,12 +41,12 @@ async def test_a_statement_over_its_timeout_is_503_and_the_connection_stays(
     )
     try:
         with pytest.raises(DatabaseUnavailable) as raised:
-            await database.fetchval("SELECT pg_sleep(3)")
+            await database.fetchval(Statement("SELECT pg_sleep(3)"))
         # PostgreSQL cancelled it, well before the client-side bound.
         assert type(raised.value.__cause__).__name__ == "QueryCanceledError"
-        assert await database.fetchval("SELECT pg_backend_pid()") == await database.fetchval(
-            "SELECT pg_backend_pid()"
-        )
+        assert await database.fetchval(
+            Statement("SELECT pg_backend_pid()")
+        ) == await database.fetchval(Statement("SELECT pg_backend_pid()"))
     finally:
         await database.close()
 

@@ -213,7 +213,7 @@ async def test_a_key_recorded_after_the_snapshot_is_found_by_the_next_attempt(
                VALUES ('alice', $1, $2, 201, $3, '/users/alice/tasks/elsewhere', '"1"',
                    now() + interval '1 hour')""",
             KEY,
-            fingerprint("Buy milk", None, False),
+            fingerprint({"title": "Buy milk", "description": None, "is_completed": False}),
             stored.decode(),
         )
     replay = await keyed

@@ -8,7 +8,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from app.pagination import Listing, decode_cursor, encode_cursor
+from app.listing import Listing
 from app.problems import CursorOfAnotherListing
 from tests.conftest import LINK, create_task, listing_pages
 
@@ -129,9 +129,12 @@ async def test_malformed_cursor_is_422(client: httpx.AsyncClient) -> None:
 
 def test_cursor_round_trip() -> None:
     created_at, task_id = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), uuid4()
-    listing = Listing(newest_first=True, completed=False, search="milk")
-    cursor = encode_cursor(created_at, task_id, listing)
+    listing = Listing("alice", 10, order="newest", filters={"completed": False, "q": "milk"})
+    cursor = listing.encode(created_at, task_id)
     assert re.fullmatch(r"[A-Za-z0-9_-]{40}", cursor)
-    assert decode_cursor(cursor, listing) == (created_at, task_id)
+    assert listing.decode(cursor) == (created_at, task_id)
+    other = Listing("alice", 10, order="newest", filters={"completed": False, "q": "bread"})
     with pytest.raises(CursorOfAnotherListing):
-        decode_cursor(cursor, Listing(newest_first=True, completed=False, search="bread"))
+        other.decode(cursor)
+    # The same listing with another page size is the same listing.
+    assert Listing("alice", 50, "newest", {"completed": False, "q": "milk"}).decode(cursor)
