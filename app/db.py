@@ -1,10 +1,7 @@
 """The database, opened in the app's lifespan, and the one way statements reach it.
 
 Every operation is a single SQL statement, and so a single transaction of its own: there is no
-multi-statement unit of work to hold a connection for, and no BEGIN/COMMIT round trips. Statements
-run on asyncpg's pool, with its per-connection statement cache; requests wait for a connection in
-a first-come, first-served queue in front of it (asyncpg's own lets a newcomer take a freed
-connection ahead of the requests already waiting).
+multi-statement unit of work to hold a connection for, and no BEGIN/COMMIT round trips.
 
 Every wait is bounded: DB_POOL_TIMEOUT for a connection; PostgreSQL's statement_timeout and
 lock_timeout for the work; and, for a server that does not answer at all, a client-side bound a
@@ -13,19 +10,21 @@ of them gets DatabaseUnavailable: 503 with Retry-After.
 """
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections.abc import Hashable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import asyncpg
+from asyncpg.prepared_stmt import PreparedStatement
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.engine import URL
 
 from app.config import Settings, asyncpg_url
 from app.logs import describe
 from app.metrics import DATABASE_ERRORS
+from app.pool import Connection, Pool, Turns
 from app.problems import DatabaseNotReady, DatabaseUnavailable, DomainError
 from app.sql import Statement
 from app.telemetry import StatementTracer
@@ -54,7 +53,8 @@ TIMEOUTS = (TimeoutError, asyncpg.QueryCanceledError, asyncpg.LockNotAvailableEr
 LOST_STATEMENTS = (asyncpg.InvalidSQLStatementNameError, asyncpg.DuplicatePreparedStatementError)
 # A statement prepared before a schema change.
 STALE_STATEMENTS = (asyncpg.InvalidCachedStatementError, asyncpg.OutdatedSchemaCacheError)
-CLOSE_TIMEOUT = 2.0  # seconds a connection left mid-statement waits for its cancellation
+
+Execute = Callable[..., Awaitable[Any]]
 
 
 class _Outage:
@@ -107,168 +107,123 @@ def server_settings(settings: Settings, *, pooled: bool) -> dict[str, str]:
     return sent
 
 
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """What a connection needs before it goes back to the pool: nothing. Every statement is a
-    transaction of its own and none changes the session, so asyncpg's reset query (a round trip
-    on every release) has nothing to reset."""
-
-
 async def open_database(
     settings: Settings, database_url: str, tracer_provider: TracerProvider | None = None
 ) -> "Database":
     url, connect_args = asyncpg_url(database_url)
     pooled = behind_transaction_pooler(settings, url)
+    connect = {
+        **connect_args,
+        "timeout": settings.db_connect_timeout,
+        "statement_cache_size": 0,  # each connection keeps its statements itself (app/pool.py)
+        "server_settings": server_settings(settings, pooled=pooled),
+    }
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = ConnectOptions(dsn, {**connect_args, "timeout": settings.db_connect_timeout})
-    named = settings.db_statement_cache
-    connection.settings(
-        server_settings(settings, pooled=pooled), named=not pooled if named is None else named
-    )
-    pool = await asyncpg.create_pool(
-        dsn,
-        min_size=0,  # opened on demand: the service starts while the database is down
-        max_size=settings.db_pool_size,
-        max_inactive_connection_lifetime=settings.db_idle_lifetime,
-        reset=_keep_session,
-        **connection.arguments,
-    )
+    pool = Pool(dsn, connect, size=settings.db_pool_size, idle_lifetime=settings.db_idle_lifetime)
     tracer = StatementTracer(tracer_provider, url.database or "postgres")
-    return Database(pool, connection, settings, pooled=pooled, tracer=tracer)
-
-
-@dataclass
-class ConnectOptions:
-    """How the pool connects: asyncpg.connect's arguments, changed when a pooler turns out to be
-    in front of the database."""
-
-    dsn: str
-    arguments: dict[str, Any]
-
-    def settings(self, sent: dict[str, str], *, named: bool) -> None:
-        # Named statements are parsed once per connection. Behind a transaction-mode pooler a
-        # statement may reach another server connection than the one it was prepared on: there
-        # each is sent unnamed, parsed and executed on every call.
-        self.arguments["server_settings"] = sent
-        self.arguments["statement_cache_size"] = 100 if named else 0
-        self.arguments["max_cached_statement_lifetime"] = 0  # the statements never change
-
-    @property
-    def named(self) -> bool:
-        return bool(self.arguments["statement_cache_size"])
+    return Database(pool, settings, pooled=pooled, tracer=tracer)
 
 
 class Database:
     """Runs one statement on a pooled connection, every wait bounded."""
 
     def __init__(
-        self,
-        pool: asyncpg.Pool,
-        connection: ConnectOptions,
-        settings: Settings,
-        *,
-        pooled: bool,
-        tracer: StatementTracer,
+        self, pool: Pool, settings: Settings, *, pooled: bool, tracer: StatementTracer
     ) -> None:
         self.pooled = pooled
+        # Named statements are parsed once per connection. Behind a transaction-mode pooler a
+        # statement may reach another server connection than the one it was prepared on, so each
+        # is sent unnamed, parsed and executed in one round trip.
+        self._statement_cache = settings.db_statement_cache
+        self.named: bool = (
+            self._statement_cache if self._statement_cache is not None else not pooled
+        )
         self.ready = not settings.migrate_on_start  # set once the migrations are applied
         self._pool = pool
-        self._connection = connection
-        self._size = settings.db_pool_size
-        # Requests queue here for a connection, first come first served (asyncio.Semaphore wakes
-        # its waiters in order); asyncpg's pool behind it always has one for a slot's holder.
-        self._slots = asyncio.Semaphore(settings.db_pool_size)
-        self._waiting = 0
         self._turns = Turns()
-        self._statement_cache = settings.db_statement_cache
         self._acquire_timeout = settings.db_pool_timeout
         self._timeout = settings.db_statement_timeout + CLIENT_MARGIN
         self._outage = _Outage()
         self._tracer = tracer
-        self._releasing: set[asyncio.Task[None]] = set()
-
-    @property
-    def named(self) -> bool:
-        """Whether statements are prepared once per connection (named), or on every call."""
-        return self._connection.named
 
     def pool_usage(self) -> tuple[int, int, int, int]:
         """Connections the pool may open, open, running a statement; requests waiting."""
-        size, idle = self._pool.get_size(), self._pool.get_idle_size()
-        return self._size, size, size - idle, self._waiting
+        return self._pool.size, self._pool.open, self._pool.in_use, self._pool.waiting
 
     # `turn` names the one row a statement changes, if any: statements on one row take turns.
 
     async def fetchval(self, statement: Statement, *, turn: Hashable = None, **args: object) -> Any:
-        return await self._run("fetchval", statement, args, turn)
+        return await self._run(PreparedStatement.fetchval, statement, args, turn)
 
     async def fetchrow(
         self, statement: Statement, *, turn: Hashable = None, **args: object
     ) -> asyncpg.Record | None:
-        record: asyncpg.Record | None = await self._run("fetchrow", statement, args, turn)
+        record: asyncpg.Record | None = await self._run(
+            PreparedStatement.fetchrow, statement, args, turn
+        )
         return record
 
     async def fetch(
         self, statement: Statement, *, turn: Hashable = None, **args: object
     ) -> list[asyncpg.Record]:
-        records: list[asyncpg.Record] = await self._run("fetch", statement, args, turn)
+        records: list[asyncpg.Record] = await self._run(
+            PreparedStatement.fetch, statement, args, turn
+        )
         return records
 
     async def close(self) -> None:
-        await asyncio.gather(*self._releasing)
-        try:
-            await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT)
-        except Exception:  # unreachable, or it did not answer in time
-            self._pool.terminate()
+        await self._pool.close()
 
     async def _run(
-        self, method: str, statement: Statement, args: dict[str, object], turn: Hashable
+        self, execute: Execute, statement: Statement, args: dict[str, object], turn: Hashable
     ) -> Any:
         if not self.ready:
             raise DatabaseNotReady
-        values = statement.args(args)
+        query, values = statement.text, statement.args(args)
         connection = await self._acquire(turn)
         try:
             try:
-                result = await self._execute(connection, method, statement, values)
+                result = await self._execute(connection, execute, query, values)
             except LOST_STATEMENTS as error:
-                # It failed at Parse or Bind, before it ran: run it once more, unnamed, on a
-                # connection made so (the one it failed on closes as it goes back).
-                await self._use_unnamed_statements(error)
-                await self._pool.release(connection)
-                connection = await self._pool.acquire()
-                result = await self._execute(connection, method, statement, values)
+                self._use_unnamed_statements(error)
+                # It failed at Parse or Bind, before it ran: run it once more, unnamed.
+                result = await self._execute(connection, execute, query, values)
         except BaseException as error:
-            await self._put_back(connection, turn, error)
+            self._put_back(connection, turn, error)
             if isinstance(error, Exception):
                 raise self._failed(error) from error
             raise
-        await self._put_back(connection, turn, None)
+        self._put_back(connection, turn, None)
         if self._outage.since is not None:
             self._outage.maybe_over()
         return result
 
     async def _execute(
-        self, connection: Any, method: str, statement: Statement, values: tuple[object, ...]
+        self, connection: Connection, execute: Execute, query: str, args: tuple[object, ...]
     ) -> Any:
-        with self._tracer.span(statement.text):  # every statement sent
-            return await getattr(connection, method)(statement.text, *values, timeout=self._timeout)
+        named = self.named
+        with self._tracer.span(query):  # every statement sent, in a transaction or not
+            statement = connection.statements[named].get(query)
+            if statement is None:
+                # A name is the query's digest: whichever client prepared a statement of that
+                # name on a shared server connection, it is this very query.
+                name = "tasks_" + hashlib.blake2b(query.encode(), digest_size=12).hexdigest()
+                statement = await connection.prepare(
+                    query, name=name if named else None, timeout=self._timeout
+                )
+                connection.statements[named][query] = statement
+            return await execute(statement, *args, timeout=self._timeout)
 
-    async def _acquire(self, turn: Hashable) -> Any:
-        if turn is None and not self._slots.locked() and self._pool.get_idle_size():
-            await self._slots.acquire()  # nothing to wait for, and so nothing to bound
-            return await self._pool.acquire()
+    async def _acquire(self, turn: Hashable) -> Connection:
+        if turn is None and self._pool.idle_at_once():
+            return await self._pool.acquire()  # nothing to wait for, and so nothing to bound
         try:
             # One bound for the whole wait: the row's turn, a free slot, a new connection.
             async with asyncio.timeout(self._acquire_timeout):
                 if turn is not None:
                     await self._turns.take(turn)  # the row's turn first: waiting holds nothing
                 try:
-                    await self._take_slot()
-                    try:
-                        return await self._connect()
-                    except BaseException:
-                        self._slots.release()
-                        raise
+                    return await self._connection()
                 except BaseException:
                     if turn is not None:
                         self._turns.give_back(turn)
@@ -281,46 +236,30 @@ class Database:
             self._outage.failed(describe(error), timeout=False)
             raise DatabaseUnavailable from error
 
-    async def _take_slot(self) -> None:
-        self._waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self._waiting -= 1
-
-    async def _connect(self) -> Any:
+    async def _connection(self) -> Connection:
+        timeouts_sent = not self.pooled
         try:
             return await self._pool.acquire()
         except asyncpg.ProtocolViolationError as error:
-            if self.pooled or "startup parameter" not in str(error):
+            if not timeouts_sent or "startup parameter" not in str(error):
                 raise
-            await self._connect_as_a_pooler_allows(error)
+            self._connect_without_server_settings(error)
             return await self._pool.acquire()
 
-    async def _put_back(self, connection: Any, turn: Hashable, error: BaseException | None) -> None:
-        """Return a connection after its work. A timeout or a cancellation leaves it mid-statement:
-        asyncpg has asked the server to cancel the statement, and the connection goes back (or is
-        closed) once that is done, in the background: a write then does not commit after its
-        request has been answered. A schema change leaves its statements stale: it is closed."""
+    def _put_back(
+        self, connection: Connection, turn: Hashable, error: BaseException | None
+    ) -> None:
+        """Return a connection after its work, unless that work left it unusable: a timeout or a
+        cancellation leaves it mid-statement, and a schema change leaves its statements stale."""
         clean = isinstance(error, asyncpg.PostgresError | DomainError | None)
-        if clean and not isinstance(error, STALE_STATEMENTS):
-            await self._release(connection, turn)
-            return
-        if clean:
-            connection.terminate()
-        releasing = asyncio.create_task(self._release(connection, turn))
-        self._releasing.add(releasing)
-        releasing.add_done_callback(self._releasing.discard)
+        if not clean or isinstance(error, STALE_STATEMENTS):
+            self._pool.retire(connection)
+        self._release(connection, turn)
 
-    async def _release(self, connection: Any, turn: Hashable) -> None:
-        try:
-            await self._pool.release(connection, timeout=CLOSE_TIMEOUT)
-        except Exception:  # asyncpg has closed the connection; the pool opens another
-            logger.debug("a connection could not be reset and was closed", exc_info=True)
-        finally:
-            self._slots.release()
-            if turn is not None:
-                self._turns.give_back(turn)
+    def _release(self, connection: Connection, turn: Hashable) -> None:
+        self._pool.release(connection)
+        if turn is not None:
+            self._turns.give_back(turn)
 
     def _failed(self, error: Exception) -> Exception:
         """The error to raise for a failed statement, noting the failure of the database."""
@@ -332,37 +271,31 @@ class Database:
             return DatabaseUnavailable()
         return error
 
-    async def _use_unnamed_statements(self, error: Exception) -> None:
-        if not self.named:
-            return
-        self._connection.settings(self._connection.arguments["server_settings"], named=False)
-        await self._reconnect()
-        logger.error(
-            "prepared statements do not survive between statements (%s): DATABASE_URL leads "
-            "through a transaction-mode pooler without prepared-statement support. Switched "
-            "to unnamed statements; set DB_TRANSACTION_POOLER=true to start that way.",
-            describe(error),
-        )
+    def _use_unnamed_statements(self, error: Exception) -> None:
+        if self.named:
+            self.named = False
+            logger.error(
+                "prepared statements do not survive between statements (%s): DATABASE_URL leads "
+                "through a transaction-mode pooler without prepared-statement support. Switched "
+                "to unnamed statements; set DB_TRANSACTION_POOLER=true to start that way.",
+                describe(error),
+            )
 
-    async def _connect_as_a_pooler_allows(self, error: Exception) -> None:
-        """A pooler that refuses startup parameters is in front: connect as it allows, with
-        unnamed statements unless DB_STATEMENT_CACHE says otherwise."""
+    def _connect_without_server_settings(self, error: Exception) -> None:
+        """A pooler that refuses startup parameters is in front: connect as it allows, and send
+        statements unnamed (unless DB_STATEMENT_CACHE says otherwise), as when it is declared."""
+        if self.pooled:
+            return
         self.pooled = True
-        named = bool(self._statement_cache)
-        self._connection.settings({"timezone": "UTC"}, named=named)
-        await self._reconnect()
+        self._pool.connect["server_settings"] = {"timezone": "UTC"}
+        self.named = bool(self._statement_cache)
         logger.error(
             "the server refused the connection settings (%s): DATABASE_URL leads through a "
             "transaction-mode pooler. Connecting without them%s; set DB_TRANSACTION_POOLER=true "
             "to start that way, and set the timeouts on the role (see README, Operations).",
             describe(error),
-            "" if named else ", with unnamed statements",
+            "" if self.named else ", with unnamed statements",
         )
-
-    async def _reconnect(self) -> None:
-        """New connections with the new arguments; those open now close as they come back."""
-        self._pool.set_connect_args(self._connection.dsn, **self._connection.arguments)
-        await self._pool.expire_connections()
 
     async def server_bounds(self) -> tuple[str, int, int]:
         """The role, and the statement and lock timeouts in force on a connection, in ms."""
@@ -375,35 +308,3 @@ SERVER_BOUNDS = Statement("""
 SELECT current_user::text AS role,
     (SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout') AS statement_ms,
     (SELECT setting::int FROM pg_settings WHERE name = 'lock_timeout') AS lock_ms""")
-
-
-class Turns:
-    """Statements on one row take turns. Behind a lock held elsewhere on that row, one of them
-    waits in the database, holding a connection; the others wait here, holding none, so that the
-    connections stay free for every other row."""
-
-    def __init__(self) -> None:
-        self._locks: dict[Hashable, asyncio.Lock] = {}
-        self._waiting: dict[Hashable, int] = {}
-
-    async def take(self, key: Hashable) -> None:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        self._waiting[key] = self._waiting.get(key, 0) + 1
-        try:
-            await lock.acquire()
-        except BaseException:
-            self._leave(key)
-            raise
-
-    def give_back(self, key: Hashable) -> None:
-        self._locks[key].release()
-        self._leave(key)
-
-    def _leave(self, key: Hashable) -> None:
-        waiting = self._waiting[key] - 1
-        if waiting:
-            self._waiting[key] = waiting
-        else:
-            del self._waiting[key], self._locks[key]

@@ -6,7 +6,7 @@ entry there (and its query parameter in the contract).
 
 Lists walk the index on (user_id, created_at, id), forwards or backwards, with no sort; a search
 walks the same index and reads the user's tasks until the page is full. Pages are keyset pages:
-a cursor holds the (created_at, id) of the last task of its page.
+a cursor holds the (created_at, id) of the last task of its page, read from that task's JSON.
 """
 
 import base64
@@ -19,6 +19,8 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote, urlencode
 from uuid import UUID
+
+import orjson
 
 from app.problems import CursorOfAnotherListing
 from app.sql import Statement
@@ -64,7 +66,7 @@ def _statement(filters: tuple[str, ...], newest_first: bool, after: bool) -> Sta
             f"(created_at, id) {'<' if newest_first else '>'} (:after_created_at, :after_id)"
         )
     return Statement(f"""
-SELECT row_to_json(task)::text AS body, task.created_at, task.id
+SELECT row_to_json(task)::text AS body
 FROM (
     SELECT {", ".join(TASK_COLUMNS)} FROM tasks
     WHERE {" AND ".join(conditions)}
@@ -105,9 +107,11 @@ class Listing:
         names = tuple(f.name for f, _ in given)
         return _statement(names, self.newest_first, cursor is not None), arguments
 
-    def next_page(self, created_at: datetime, task_id: UUID) -> str:
-        """The URL of the page after the task (created_at, task_id), every parameter kept."""
-        params = {"limit": str(self.limit), "cursor": self.encode(created_at, task_id)}
+    def next_page(self, last: str) -> str:
+        """The URL of the page after the task `last` (its JSON), every parameter kept."""
+        task = orjson.loads(last)
+        cursor = self.encode(datetime.fromisoformat(task["created_at"]), UUID(task["id"]))
+        params = {"limit": str(self.limit), "cursor": cursor}
         if self.order is not None:
             params["order"] = self.order
         params |= {f.name: f.to_query(value) for f, value in self._given()}

@@ -95,8 +95,7 @@ class TaskHandlers(OperationHandlers):
         rows = await self.database.fetch(statement, **arguments)
         headers = None
         if len(rows) > limit:
-            last = rows[limit - 1]
-            next_page = listing.next_page(last["created_at"], last["id"])
+            next_page = listing.next_page(rows[limit - 1]["body"])
             headers = {"Link": f'<{next_page}>; rel="next"'}
             rows = rows[:limit]
         return _json(f"[{','.join(row['body'] for row in rows)}]", headers=headers)
