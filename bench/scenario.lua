@@ -1,11 +1,20 @@
--- One wrk scenario, chosen by the SCENARIO environment variable; (user, task) pairs come from
--- IDS_FILE, which bench/run.py writes. Each thread gets its own slice of ids for deletes.
+-- One wrk scenario, chosen by the SCENARIO environment variable. (user, task) pairs come from
+-- IDS_FILE and search terms from TERMS_FILE (most common first), both written by bench/run.py.
+-- Deletes take tasks from the end of IDS_FILE, which no other request picks; each thread has its
+-- own slice of them. Complete all and clear completed go to users no id belongs to.
 local scenario = os.getenv("SCENARIO")
 local ids = {}
 for line in io.lines(os.getenv("IDS_FILE")) do
   local user, id = line:match("^(%S+) (%S+)$")
   ids[#ids + 1] = { user, id }
 end
+local terms = {}
+for line in io.lines(os.getenv("TERMS_FILE")) do
+  terms[#terms + 1] = line
+end
+local deletable = tonumber(os.getenv("DELETABLE"))  -- the last ids, kept for deletes
+local bulk_users = tonumber(os.getenv("BULK_USERS"))
+local picked = #ids - deletable
 local next_thread = 0
 local cursor = 0
 local counter = 0
@@ -17,12 +26,18 @@ end
 
 function init(args)
   math.randomseed(42 + thread_index)
-  cursor = tonumber(os.getenv("DELETE_OFFSET") or "0") + thread_index * 50000
+  local slice = math.floor(deletable / 2)
+  cursor = picked + tonumber(os.getenv("DELETE_OFFSET") or "0") % slice + thread_index * slice
 end
 
 local function pick()
-  local pair = ids[math.random(#ids)]
+  local pair = ids[math.random(picked)]
   return pair[1], pair[2]
+end
+
+-- Zipf's law, roughly: the term of rank r drawn with probability about 1/r.
+local function term()
+  return terms[math.floor((#terms) ^ math.random())]
 end
 
 local json = { ["Content-Type"] = "application/json" }
@@ -32,54 +47,11 @@ local function get_one()
   return wrk.format("GET", "/users/" .. user .. "/tasks/" .. id)
 end
 
-local function list(limit)
+-- The first page of a list, as a todo frontend shows it: all, open or completed.
+local function list()
   local user = pick()
-  return wrk.format("GET", "/users/" .. user .. "/tasks?limit=" .. limit)
-end
-
-local function create()
-  local user = pick()
-  counter = counter + 1
-  return wrk.format("POST", "/users/" .. user .. "/tasks", json,
-    '{"title":"bench task ' .. counter .. '","description":"made under load"}')
-end
-
-local function create_keyed()
-  local user = pick()
-  counter = counter + 1
-  local headers = {
-    ["Content-Type"] = "application/json",
-    ["Idempotency-Key"] = "bench-" .. thread_index .. "-" .. counter,
-  }
-  return wrk.format("POST", "/users/" .. user .. "/tasks", headers,
-    '{"title":"bench task ' .. counter .. '","description":"made under load"}')
-end
-
--- Each task of its slice once, with the entity tag every loaded task starts with.
-local function patch_if_match()
-  cursor = cursor + 1
-  local pair = ids[cursor]
-  counter = counter + 1
-  local headers = { ["Content-Type"] = "application/json", ["If-Match"] = '"1"' }
-  return wrk.format("PATCH", "/users/" .. pair[1] .. "/tasks/" .. pair[2], headers,
-    '{"title":"renamed ' .. counter .. '"}')
-end
-
-local function patch()
-  local user, id = pick()
-  counter = counter + 1
-  return wrk.format("PATCH", "/users/" .. user .. "/tasks/" .. id, json,
-    '{"title":"renamed ' .. counter .. '"}')
-end
-
-local function toggle()
-  local user, id = pick()
-  return wrk.format("PATCH", "/users/" .. user .. "/tasks/" .. id .. "/complete")
-end
-
-local function search()
-  local user = pick()
-  return wrk.format("GET", "/users/" .. user .. "/tasks?limit=100&q=task%20" .. math.random(999))
+  local filter = ({ "", "", "&completed=false", "&completed=true" })[math.random(4)]
+  return wrk.format("GET", "/users/" .. user .. "/tasks?limit=50" .. filter)
 end
 
 local function counts()
@@ -87,15 +59,23 @@ local function counts()
   return wrk.format("GET", "/users/" .. user .. "/tasks/counts")
 end
 
-local function complete_all()
+local function create()
   local user = pick()
-  local state = math.random(2) == 1 and "true" or "false"
-  return wrk.format("PATCH", "/users/" .. user .. "/tasks", json, '{"is_completed":' .. state .. '}')
+  counter = counter + 1
+  return wrk.format("POST", "/users/" .. user .. "/tasks", json,
+    '{"title":"Buy ' .. term() .. '","description":"before ' .. term() .. '"}')
 end
 
-local function clear_completed()
-  local user = pick()
-  return wrk.format("DELETE", "/users/" .. user .. "/tasks?completed=true")
+local function patch()
+  local user, id = pick()
+  counter = counter + 1
+  return wrk.format("PATCH", "/users/" .. user .. "/tasks/" .. id, json,
+    '{"title":"Call ' .. term() .. ' ' .. counter .. '"}')
+end
+
+local function toggle()
+  local user, id = pick()
+  return wrk.format("PATCH", "/users/" .. user .. "/tasks/" .. id .. "/complete")
 end
 
 local function delete()
@@ -104,33 +84,57 @@ local function delete()
   return wrk.format("DELETE", "/users/" .. pair[1] .. "/tasks/" .. pair[2])
 end
 
+local function search()
+  local user = pick()
+  return wrk.format("GET", "/users/" .. user .. "/tasks?limit=50&q=" .. term())
+end
+
+local function bulk_user()
+  return string.format("bulk-%03d", math.random(bulk_users))
+end
+
+local function complete_all()
+  local state = math.random(2) == 1 and "true" or "false"
+  return wrk.format("PATCH", "/users/" .. bulk_user() .. "/tasks", json,
+    '{"is_completed":' .. state .. '}')
+end
+
+local function clear_completed()
+  return wrk.format("DELETE", "/users/" .. bulk_user() .. "/tasks?completed=true")
+end
+
+-- What a todo frontend sends: mostly lists, gets and counts; creates, patches, toggles and
+-- deletes; some searches; now and then complete all or clear completed.
 local function mixed()
-  local roll = math.random(100)
-  if roll <= 60 then return get_one() end
-  if roll <= 80 then return list(100) end
-  if roll <= 87 then return create() end
-  if roll <= 94 then return patch() end
-  return toggle()
+  local roll = math.random(1000)
+  if roll <= 350 then return list() end
+  if roll <= 600 then return get_one() end
+  if roll <= 700 then return counts() end
+  if roll <= 780 then return create() end
+  if roll <= 860 then return patch() end
+  if roll <= 920 then return toggle() end
+  if roll <= 950 then return delete() end
+  if roll <= 990 then return search() end
+  if roll <= 995 then return complete_all() end
+  return clear_completed()
 end
 
 local generators = {
+  mixed = mixed,
   get_one = get_one,
-  list_100 = function() return list(100) end,
-  list_1000 = function() return list(1000) end,
+  list = list,
+  counts = counts,
   create = create,
-  create_keyed = create_keyed,
-  patch_if_match = patch_if_match,
   patch = patch,
   toggle = toggle,
   delete = delete,
-  mixed = mixed,
   search = search,
-  counts = counts,
-  complete_all = complete_all,
-  clear_completed = clear_completed,
 }
 
 request = generators[scenario]
+if request == nil then
+  error("no such scenario: " .. tostring(scenario))
+end
 
 function done(summary, latency, requests)
   local non2xx = summary.errors.status
