@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     access_log: bool = True
     metrics: bool = True  # GET /metrics
     cors_origins: Annotated[list[str], NoDecode] = []
-    db_pool_size: int = Field(default=20, ge=1, le=500)
+    db_pool_size: int = Field(default=8, ge=1, le=500)
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_connect_timeout: float = Field(default=10.0, gt=0)
     db_idle_lifetime: float = Field(default=240.0, gt=0)

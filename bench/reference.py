@@ -29,8 +29,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                size = int(os.environ.get("DB_POOL_SIZE", "8"))  # the service's default
                 pool = await asyncpg.create_pool(
-                    os.environ["DATABASE_URL"], min_size=10, max_size=20
+                    os.environ["DATABASE_URL"], min_size=size, max_size=size
                 )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
