@@ -70,7 +70,7 @@ lint: install ## ruff and mypy only
 	$(BIN)/mypy
 
 fuzz: install ## Fuzz a running server against the contract with schemathesis
-	$(BIN)/python -m tests.fuzz_server
+	$(BIN)/python -m tests.support.fuzz_server
 
 clean: ## Remove the environment, reports and local databases
 	rm -rf $(VENV) reports .data .pytest_cache .mypy_cache .ruff_cache \
@@ -110,7 +110,7 @@ clients: $(NODE_INSTALLED) ## Type-check the frontend flow against three generat
 smoke: install $(NODE_INSTALLED) ## Run the openapi-fetch flow against a live service (jwt mode)
 	rm -rf clients/dist
 	$(NODE_BIN)/tsc --project clients/tsconfig.smoke.json
-	$(BIN)/python -m tests.smoke
+	$(BIN)/python -m tests.support.smoke
 
 bench: install ## Load 1M tasks and measure the service beside a bare asyncpg reference (wrk)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }

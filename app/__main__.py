@@ -5,10 +5,10 @@ import os
 import sys
 
 from app.config import get_settings
-from app.embedded import start_embedded_postgres
-from app.logs import describe, log_config
-from app.migrate import upgrade
-from app.server import serve
+from app.db.embedded import start_embedded_postgres
+from app.db.migrate import upgrade
+from app.http.server import serve
+from app.observability.logs import describe, log_config
 
 
 def _database_url() -> str:

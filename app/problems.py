@@ -43,7 +43,8 @@ class TaskNotFound(DomainError):
 
 
 class DatabaseUnavailable(DomainError):
-    """The database did not answer within its bounds (app/db.py); the request may be retried."""
+    """The database did not answer within its bounds (app/db/database.py); the request may be
+    retried."""
 
     status = HTTPStatus.SERVICE_UNAVAILABLE
     detail = "The database is unavailable; retry later."
@@ -211,7 +212,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(DomainError, _domain_error)
     # A statement that failed for a reason of its own (not the database's availability, which
-    # app/db.py turns into DatabaseUnavailable) is a 500, answered here inside the app rather
-    # than by the server's last-resort handler, which would report it a second time.
+    # app/db/database.py turns into DatabaseUnavailable) is a 500, answered here inside the app
+    # rather than by the server's last-resort handler, which would report it a second time.
     app.add_exception_handler(asyncpg.PostgresError, _unexpected_error)
     app.add_exception_handler(Exception, _unexpected_error)

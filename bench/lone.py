@@ -11,7 +11,7 @@ import httpx
 
 from bench.load import CRAFTED_QUERY, refill
 from bench.report import Lone
-from tests.databases import connect
+from tests.support.databases import connect
 
 BULK_REPEATS = 5
 CLEAR_REPEATS = 3

@@ -30,8 +30,8 @@ from bench.load import BULK_USERS, load, refill_bulk_users, sample_ids
 from bench.lone import bulk_calls, crafted_searches
 from bench.servers import ROOT, database_server, postmaster, serving
 from bench.wrk import metered_wrk, wrk
-from tests.databases import connect, recreate_database
-from tests.otlp import Collector
+from tests.support.databases import connect, recreate_database
+from tests.support.otlp import Collector
 
 REPORTS = ROOT / "reports" / "bench"
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))  # one per core here
@@ -55,7 +55,7 @@ def chosen_scenarios() -> tuple[str, ...]:
 
 
 def _prepare(server_url: str) -> str:
-    from app.migrate import upgrade
+    from app.db.migrate import upgrade
 
     url = asyncio.run(recreate_database(server_url, "tasks_bench"))
     upgrade(url)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psutil
 
-from app.embedded import DATA_DIR, start_embedded_postgres
-from tests.databases import connect
-from tests.servers import SERVICE, free_port, running
+from app.db.embedded import DATA_DIR, start_embedded_postgres
+from tests.support.databases import connect
+from tests.support.servers import SERVICE, free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED = "bench-postgres"

@@ -16,10 +16,10 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
 from app.config import Settings
-from app.embedded import start_embedded_postgres
-from app.main import create_app
-from app.migrate import upgrade
-from tests.databases import execute
+from app.db.embedded import start_embedded_postgres
+from app.db.migrate import upgrade
+from app.http.main import create_app
+from tests.support.databases import execute
 
 # The session's database is migrated once, below; the apps the tests make serve it at once.
 os.environ["MIGRATE_ON_START"] = "false"

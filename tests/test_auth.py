@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import serialization
 
 from app.config import Settings
 from tests.conftest import serving, truncate
-from tests.databases import connect
-from tests.jwks import AUDIENCE, ISSUER, JWKSServer, SigningKey, claims, serve_jwks
-from tests.servers import SERVICE, free_port, running
+from tests.support.databases import connect
+from tests.support.jwks import AUDIENCE, ISSUER, JWKSServer, SigningKey, claims, serve_jwks
+from tests.support.servers import SERVICE, free_port, running
 
 ED25519 = SigningKey.generate("ed-1", "EdDSA")
 ES256 = SigningKey.generate("ec-1", "ES256")
@@ -156,7 +156,7 @@ async def test_invalid_tokens_are_401_and_never_logged(
     assert response.headers["www-authenticate"] == INVALID
     assert response.json()["detail"] == "A valid bearer token is required."
     assert token not in caplog.text
-    assert any(record.name == "app.auth" for record in caplog.records)
+    assert any(record.name == "app.http.auth" for record in caplog.records)
     listed = await jwt_client.get("/users/alice/tasks", headers=_bearer(ED25519.sign(claims())))
     assert listed.json() == []
 

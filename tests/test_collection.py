@@ -12,7 +12,7 @@ import pytest
 
 from app.config import Settings
 from tests.conftest import create_task, listing_pages, serving, truncate
-from tests.databases import connect
+from tests.support.databases import connect
 
 
 async def _titles(client: httpx.AsyncClient, **params: str) -> list[str]:

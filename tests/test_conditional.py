@@ -12,7 +12,7 @@ import pytest
 
 from app.config import Settings
 from tests.conftest import serving
-from tests.databases import connect
+from tests.support.databases import connect
 
 STRONG = re.compile(r'^"[0-9]+"$')
 WRITES = [

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from fastapi.routing import APIRoute
 
-from app.main import create_app
-from app.tasks import TaskHandlers
+from app.http.main import create_app
+from app.tasks.handlers import TaskHandlers
 from generated.handlers import OperationHandlers
 from generated.router import OPERATION_IDS
 
@@ -55,7 +55,7 @@ def test_a_missing_handler_fails_at_start_up(monkeypatch: pytest.MonkeyPatch) ->
             self, *, if_match: str | None, user_id: str, task_id: UUID
         ) -> None: ...
 
-    monkeypatch.setattr("app.main.TaskHandlers", Incomplete)
+    monkeypatch.setattr("app.http.main.TaskHandlers", Incomplete)
     with pytest.raises(TypeError, match="delete_task"):
         create_app(database_url="postgresql://unused@127.0.0.1/unused")
 

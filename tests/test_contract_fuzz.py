@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import schemathesis
 
-import tests.fuzz_hooks  # noqa: F401  (registers the hooks)
+import tests.support.fuzz_hooks  # noqa: F401  (registers the hooks)
 from app.config import Settings
-from app.main import create_app
+from app.http.main import create_app
 from tests.conftest import truncate
-from tests.jwks import AUDIENCE, ISSUER, SigningKey, claims, serve_jwks
+from tests.support.jwks import AUDIENCE, ISSUER, SigningKey, claims, serve_jwks
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "openapi" / "task-operations.yaml"

@@ -4,9 +4,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
-from app.db import behind_transaction_pooler, open_database, server_settings
+from app.db.database import behind_transaction_pooler, open_database, server_settings
+from app.db.sql import Statement
 from app.problems import DatabaseUnavailable
-from app.sql import Statement
 from tests.conftest import create_task, serving
 
 NEON_POOLER = "postgresql://u:p@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech/neondb"

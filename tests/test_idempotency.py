@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.idempotency import fingerprint
-from tests.databases import connect
+from app.tasks.idempotency import fingerprint
+from tests.support.databases import connect
 
 KEY = "6f1c8a52-0d4e-4c5b-9f0e-2b7a3c9d1e84"
 # As another write of alice's does: her creates then wait for the row, holding their key's lock.

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
 from tests.conftest import create_task, serving
-from tests.otlp import Collector
-from tests.servers import service
+from tests.support.otlp import Collector
+from tests.support.servers import service
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

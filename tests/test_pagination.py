@@ -8,8 +8,8 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from app.listing import Listing
 from app.problems import CursorOfAnotherListing
+from app.tasks.listing import Listing
 from tests.conftest import LINK, create_task, listing_pages
 
 

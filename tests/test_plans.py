@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.migrate import upgrade
+from app.db.migrate import upgrade
 from tests.conftest import Sent, serving
-from tests.databases import connect, recreate_database
+from tests.support.databases import connect, recreate_database
 
 LOAD = """
 INSERT INTO users (id, task_count, completed_count)
@@ -56,8 +56,9 @@ async def plans_client(plans_url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def _plan(url: str, query: str, args: tuple[Any, ...], *, analyze: bool = False) -> str:
-    """The plan of a statement as the service's connections run it: the generic one (app/db.py).
-    With analyze, the statement runs, in a transaction that is rolled back."""
+    """The plan of a statement as the service's connections run it: the generic one
+    (app/db/database.py). With analyze, the statement runs, in a transaction that is rolled
+    back."""
     async with connect(url) as connection:
         await connection.execute("SET plan_cache_mode = force_generic_plan")
         prepared = await connection.prepare(query)

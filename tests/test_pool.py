@@ -1,4 +1,4 @@
-"""The connection pool (app/pool.py) on real PostgreSQL: first come first served, connections
+"""The connection pool (app/db/pool.py) on real PostgreSQL: first come first served, connections
 opened on demand and closed when idle, a retired connection never handed out again."""
 
 import asyncio
@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.config import asyncpg_url
-from app.pool import Connection, Pool
-from tests.databases import dsn
+from app.db.pool import Connection, Pool
+from tests.support.databases import dsn
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import create_task
-from tests.databases import connect
+from tests.support.databases import connect
 
 OWNER = "SELECT FROM users WHERE id = 'alice' FOR NO KEY UPDATE"
 COMPLETE_ALL = """

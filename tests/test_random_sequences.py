@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from tests.conftest import LINK
-from tests.databases import connect
+from tests.support.databases import connect
 
 USERS = ("alice", "bob")
 WORDS = ("milk", "Bread", "call MUM", "50% off", "file_name", "dentist", "tax return")

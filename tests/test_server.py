@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.servers import SERVICE, free_port, running
+from tests.support.servers import SERVICE, free_port, running
 
 READ_TIMEOUT = 1.0
 MAX_HEAD = 8192

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import ROOT, SERVICE, free_port, running
+from tests.support.servers import ROOT, SERVICE, free_port, running
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nothing"
 

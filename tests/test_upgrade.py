@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from app.migrate import upgrade
+from app.db.migrate import upgrade
 from tests.conftest import serving
-from tests.databases import connect, recreate_database
+from tests.support.databases import connect, recreate_database
 
 RELEASE = json.loads((Path(__file__).parent / "data" / "release-2.2.json").read_text())
 TABLES = ("users", "tasks", "completion_marks", "idempotency_keys")

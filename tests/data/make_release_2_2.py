@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from tests.databases import connect, dsn
-from tests.servers import database_server_url, service
+from tests.support.databases import connect, dsn
+from tests.support.servers import database_server_url, service
 
 OUT = Path(__file__).with_name("release-2.2.json")
 USERS = ("alice", "bob", "carol", "dave")

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.databases import recreate_database
-from tests.servers import SERVICE, free_port, running
-from tests.throwaway import Postgres, postgres
+from tests.support.databases import recreate_database
+from tests.support.servers import SERVICE, free_port, running
+from tests.support.throwaway import Postgres, postgres
 
 _names = itertools.count()
 

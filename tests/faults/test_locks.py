@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from tests.databases import connect
 from tests.faults.client import Answer, call, clients
 from tests.faults.conftest import service
+from tests.support.databases import connect
 
 LOCK_TIMEOUT = 1.0
 POOL_TIMEOUT = 2.0

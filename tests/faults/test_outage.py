@@ -6,10 +6,10 @@ import re
 import time
 from pathlib import Path
 
-from tests.databases import connect
 from tests.faults.client import Answer, call, clients
 from tests.faults.conftest import Service, service
-from tests.throwaway import Postgres
+from tests.support.databases import connect
+from tests.support.throwaway import Postgres
 
 SLACK = 5.0  # seconds, for a loaded 2-core machine
 
@@ -64,7 +64,7 @@ async def test_database_stopped_under_writes(
 ) -> None:
     with service(database, tmp_path, DB_POOL_TIMEOUT="2", DB_CONNECT_TIMEOUT="2") as running:
         answers, probes, stopped_at = await _writes_through_an_outage(server, running)
-        log = running.log_lines("app.db")
+        log = running.log_lines("app.db.failures")
 
     created = [answer for answer in answers if answer.status == 201]
     failed = [answer for answer in answers if answer.status != 201]

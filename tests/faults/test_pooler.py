@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import connect
 from tests.faults.client import Answer, Outcomes, call, clients
 from tests.faults.conftest import service
-from tests.throwaway import Postgres, pgbouncer, pgbouncer_binary
+from tests.support.databases import connect
+from tests.support.throwaway import Postgres, pgbouncer, pgbouncer_binary
 
 
 @pytest.fixture(scope="module")

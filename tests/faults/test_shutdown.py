@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from app.migrate import upgrade
-from tests.databases import connect
+from app.db.migrate import upgrade
 from tests.faults.client import Answer, call, clients
 from tests.faults.conftest import service
+from tests.support.databases import connect
 
 SLACK = 10.0  # seconds, for a loaded 2-core machine
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.faults.client import call
 from tests.faults.conftest import service
-from tests.throwaway import Postgres
+from tests.support.throwaway import Postgres
 
 
 async def test_serves_at_once_and_migrates_once_the_database_is_up(

@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers import jwt_mode, service
+from tests.support.servers import jwt_mode, service
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FLOW = ROOT / "clients" / "dist" / "clients" / "flows" / "openapi-fetch.js"
 SMOKE_USER = "smoke-user"
 

@@ -1,4 +1,4 @@
-"""The SQL of the task operations: one statement each, its parameters named (app/sql.py).
+"""The SQL of the task operations: one statement each, its parameters named (app/db/sql.py).
 
 A task's columns carry the contract's field names, and PostgreSQL renders a task as the contract's
 JSON from `TASK_COLUMNS`, the fields of the contract's `Task`: the answer goes out as it is.
@@ -9,7 +9,7 @@ then the tasks it changes: a user's writes take turns, always in that order, and
 counts of tasks and completed tasks move in the same statement as the tasks they count.
 """
 
-from app.sql import Statement
+from app.db.sql import Statement
 from generated.models import Task, TaskInput, TaskPatch
 
 TASK_COLUMNS = tuple(Task.model_fields)
@@ -23,7 +23,7 @@ PATCHED = ",\n        ".join(
 )
 
 # One task as the contract's JSON, from the row called `tasks`. Timestamps render as RFC 3339 in
-# the session's time zone, which app/db.py sets to UTC.
+# the session's time zone, which app/db/database.py sets to UTC.
 TASK_JSON = f"""(SELECT row_to_json(task) FROM (
     SELECT {", ".join(f"tasks.{column}" for column in TASK_COLUMNS)}
 ) task)::text"""

@@ -1,4 +1,4 @@
-"""The contract's operations over PostgreSQL, one SQL statement each (app/statements.py).
+"""The contract's operations over PostgreSQL, one SQL statement each (app/tasks/statements.py).
 
 PostgreSQL renders each task as the contract's JSON, which goes out as it is: no task is decoded
 into Python fields and encoded again.
@@ -12,13 +12,13 @@ from uuid import UUID
 import asyncpg
 from starlette.responses import Response
 
-from app import statements
-from app.db import Database
-from app.idempotency import Answer, create_once
-from app.listing import Listing
-from app.preconditions import etag, not_modified, writable_versions
+from app.db.database import Database
+from app.db.sql import Statement
 from app.problems import PreconditionFailed, TaskLimitReached, TaskNotFound
-from app.sql import Statement
+from app.tasks import statements
+from app.tasks.idempotency import Answer, create_once
+from app.tasks.listing import Listing
+from app.tasks.preconditions import etag, not_modified, writable_versions
 from generated.handlers import OperationHandlers
 from generated.models import (
     CompletionForAll,
@@ -202,8 +202,8 @@ class TaskHandlers(OperationHandlers):
         """One write to a task, guarded by If-Match when the request has one: 404 when the task
         does not exist, 412 when it exists at another version.
 
-        Writes to one user's tasks take turns (app/db.py): behind the lock on the owner's row,
-        only one of them waits holding a connection.
+        Writes to one user's tasks take turns (app/db/database.py): behind the lock on the owner's
+        row, only one of them waits holding a connection.
         """
         versions = writable_versions(if_match, required=self.policy.require_if_match)
         row = await self.database.fetchrow(

@@ -12,11 +12,11 @@ import orjson
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.logs import AccessLines
-from app.logs import request_id as current_request_id
-from app.metrics import DURATION, REQUESTS
+from app.observability.logs import AccessLines
+from app.observability.logs import request_id as current_request_id
+from app.observability.metrics import DURATION, REQUESTS
+from app.observability.telemetry import recording_span, trace_id
 from app.problems import RETRY_AFTER_SECONDS, problem_response
-from app.telemetry import recording_span, trace_id
 
 MAX_BODY_BYTES = 64 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -108,7 +108,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 class Observe:
     """Gives every request its id (from X-Request-ID, or made) and echoes it; then counts and
     times the request for /metrics, names its span after the contract's operation, and writes
-    its access line (app/logs.py)."""
+    its access line (app/observability/logs.py)."""
 
     def __init__(self, app: ASGIApp, *, access_log: AccessLines | None, metrics: bool) -> None:
         self.app = app

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
-import app.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+import app.db.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from app.config import asyncpg_url, get_settings
 
 target_metadata = SQLModel.metadata

@@ -27,7 +27,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.supervisors import multiprocess
 
 from app.config import Settings, get_settings
-from app.logs import log_config
+from app.observability.logs import log_config
 from app.problems import PROBLEM_JSON, problem_body
 
 LAST_CALL = 1.0  # seconds an idle connection is still heard once the server stops
@@ -199,7 +199,7 @@ class Supervisor(multiprocess.Multiprocess):
 def serve(settings: Settings) -> None:
     _raise_open_file_limit()
     config = uvicorn.Config(
-        "app.main:create_app",
+        "app.http.main:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -232,8 +232,9 @@ def serve(settings: Settings) -> None:
 
 @contextlib.contextmanager
 def _metrics_directory() -> Iterator[None]:
-    """Where the workers' metrics meet (app/metrics.py): PROMETHEUS_MULTIPROC_DIR when the
-    deployment sets it (and empties it before each start), else a directory of this run's."""
+    """Where the workers' metrics meet (app/observability/metrics.py): PROMETHEUS_MULTIPROC_DIR
+    when the deployment sets it (and empties it before each start), else a directory of this
+    run's."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         yield
         return

@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 
-from app.embedded import start_embedded_postgres
-from tests.databases import recreate_database
-from tests.jwks import AUDIENCE, ISSUER, SigningKey, claims, serve_jwks
+from app.db.embedded import start_embedded_postgres
+from tests.support.databases import recreate_database
+from tests.support.jwks import AUDIENCE, ISSUER, SigningKey, claims, serve_jwks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVICE = (sys.executable, "-m", "app", "serve")
 
 

@@ -8,11 +8,11 @@ import asyncio
 import logging
 
 from app.config import Settings
-from app.db import CLIENT_MARGIN, Database
-from app.logs import describe
-from app.migrate import upgrade
+from app.db.database import CLIENT_MARGIN, Database
+from app.db.migrate import upgrade
+from app.observability.logs import describe
 
-logger = logging.getLogger("app.startup")
+logger = logging.getLogger("app.db.startup")
 
 FIRST_RETRY = 1.0
 LAST_RETRY = 30.0

@@ -11,7 +11,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "task-operations.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi" / "task-operations.yaml"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # Swagger UI, pinned and vendored by the fastapi-swagger package: /docs needs no CDN.
 SWAGGER_UI = resources.files("fastapi_swagger") / "resources"

@@ -12,17 +12,17 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 
-from app.auth import Authenticator, Principal, authorize
 from app.config import Settings, get_settings
-from app.contract import Contract
-from app.db import open_database
-from app.logs import access_lines
-from app.metrics import sample_pool_periodically, serve_metrics
-from app.middleware import BodyGuard, Observe
+from app.db.database import open_database
+from app.db.startup import prepare_database
+from app.http.auth import Authenticator, Principal, authorize
+from app.http.contract import Contract
+from app.http.middleware import BodyGuard, Observe
+from app.observability.logs import access_lines
+from app.observability.metrics import sample_pool_periodically, serve_metrics
+from app.observability.telemetry import telemetry_config
 from app.problems import install_problem_handlers
-from app.startup import prepare_database
-from app.tasks import Policy, TaskHandlers
-from app.telemetry import telemetry_config
+from app.tasks.handlers import Policy, TaskHandlers
 from generated.router import create_router
 
 YOUNG_COLLECTION_THRESHOLD = 10_000  # allocations between collections of the youngest generation

@@ -12,7 +12,6 @@ of them gets DatabaseUnavailable: 503 with Retry-After.
 import asyncio
 import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
@@ -22,71 +21,18 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.engine import URL
 
 from app.config import Settings, asyncpg_url
-from app.logs import describe
-from app.metrics import DATABASE_ERRORS
-from app.pool import Connection, Pool, Turns
+from app.db.failures import LOST_STATEMENTS, STALE_STATEMENTS, TIMEOUTS, UNAVAILABLE, Outage
+from app.db.pool import Connection, Pool, Turns
+from app.db.sql import Statement
+from app.observability.logs import describe
+from app.observability.telemetry import StatementTracer
 from app.problems import DatabaseNotReady, DatabaseUnavailable, DomainError
-from app.sql import Statement
-from app.telemetry import StatementTracer
 
-logger = logging.getLogger("app.db")
+logger = logging.getLogger("app.db.database")
 
 CLIENT_MARGIN = 1.0  # seconds above DB_STATEMENT_TIMEOUT: the server's own cancellation comes first
-# Seconds without a failure before an outage counts as over: lock timeouts on one hot row, a
-# second or two apart, make one episode, not a pair of log lines each.
-QUIET_PERIOD = 5.0
-
-# Failures of the database's availability, not of the request: the client may retry.
-UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,  # 08: no connection, or a refused one
-    asyncpg.OperatorInterventionError,  # 57: statement timeout, cancelled, shutting down, starting
-    asyncpg.InsufficientResourcesError,  # 53: too many connections, disk full
-    asyncpg.LockNotAvailableError,  # 55P03: lock timeout
-    asyncpg.TransactionRollbackError,  # 40: serialization failure, deadlock
-)
-# Failures that are a bound reached rather than a connection refused or lost.
-TIMEOUTS = (TimeoutError, asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)
-# What a transaction-mode pooler without prepared-statement support makes of named statements.
-LOST_STATEMENTS = (asyncpg.InvalidSQLStatementNameError, asyncpg.DuplicatePreparedStatementError)
-# A statement prepared before a schema change.
-STALE_STATEMENTS = (asyncpg.InvalidCachedStatementError, asyncpg.OutdatedSchemaCacheError)
 
 Execute = Callable[..., Awaitable[Any]]
-
-
-class _Outage:
-    """One log line when statements start failing for want of the database, one when they have
-    stopped failing (with the count of failed requests): not a line per request."""
-
-    def __init__(self) -> None:
-        self.since: float | None = None
-        self._failures = 0
-        self._last_failure = 0.0
-
-    def failed(self, reason: str, *, timeout: bool) -> None:
-        DATABASE_ERRORS.labels("timeout" if timeout else "unavailable").inc()
-        logger.debug("database request failed: %s", reason)
-        self._failures += 1
-        self._last_failure = time.monotonic()
-        if self.since is None:
-            self.since = self._last_failure
-            logger.warning("database unavailable: %s", reason)
-
-    def maybe_over(self) -> None:
-        """After a statement succeeded: the outage is over once none failed for QUIET_PERIOD."""
-        now = time.monotonic()
-        if self.since is None or now - self._last_failure < QUIET_PERIOD:
-            return
-        logger.warning(
-            "database available again; requests failed for %.1f s, %d of them",
-            self._last_failure - self.since,
-            self._failures,
-        )
-        self.since = None
-        self._failures = 0
 
 
 def behind_transaction_pooler(settings: Settings, url: URL) -> bool:
@@ -115,7 +61,7 @@ async def open_database(
     connect = {
         **connect_args,
         "timeout": settings.db_connect_timeout,
-        "statement_cache_size": 0,  # each connection keeps its statements itself (app/pool.py)
+        "statement_cache_size": 0,  # each connection keeps its statements itself (app/db/pool.py)
         "server_settings": server_settings(settings, pooled=pooled),
     }
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -143,7 +89,7 @@ class Database:
         self._turns = Turns()
         self._acquire_timeout = settings.db_pool_timeout
         self._timeout = settings.db_statement_timeout + CLIENT_MARGIN
-        self._outage = _Outage()
+        self._outage = Outage()
         self._tracer = tracer
 
     def pool_usage(self) -> tuple[int, int, int, int]:

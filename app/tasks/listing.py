@@ -22,9 +22,9 @@ from uuid import UUID
 
 import orjson
 
+from app.db.sql import Statement
 from app.problems import CursorOfAnotherListing
-from app.sql import Statement
-from app.statements import TASK_COLUMNS
+from app.tasks.statements import TASK_COLUMNS
 
 
 def contains(text: str) -> str:

@@ -5,7 +5,7 @@ A keyed create is one statement, so the task and its key are written together or
 1. a try-lock on (user, key), held until the statement ends: a repeat that arrives meanwhile gets
    a 409 at once instead of waiting;
 2. the lookup of a live answer for the key: a replay, or a 422 when the body differs;
-3. when there is none, the create (app/statements.py) and the record of its answer.
+3. when there is none, the create (app/tasks/statements.py) and the record of its answer.
 
 A create of the same key that committed after this statement began and before it took the lock
 is not in its lookup: its record then fails on the key's primary key, nothing is written, and the
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import asyncpg
 import orjson
 
-from app.db import Database
+from app.db.database import Database
+from app.db.sql import Statement
 from app.problems import IdempotencyKeyInUse, IdempotencyKeyReused
-from app.sql import Statement
-from app.statements import INSERT_TASK, OWNER_COUNTS_NEW_TASK
+from app.tasks.statements import INSERT_TASK, OWNER_COUNTS_NEW_TASK
 
 # The key's own expired record is deleted (`replaced`) before the new one is inserted: `recorded`
 # reads `replaced`, which makes it run first. A live record that the lookup missed makes the insert

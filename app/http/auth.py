@@ -17,7 +17,7 @@ from fastapi import Request
 from app.config import HMAC_ALGORITHMS, Settings
 from app.problems import Forbidden, Unauthorized
 
-logger = logging.getLogger("app.auth")
+logger = logging.getLogger("app.http.auth")
 
 MAX_TOKEN_LENGTH = 8192
 MAX_EMAIL_LENGTH = 320

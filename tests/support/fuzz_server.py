@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers import jwt_mode, service
+from tests.support.servers import jwt_mode, service
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "reports" / "fuzz"
 FUZZ_DATABASE = "tasks_fuzz"
 FUZZ_USER = "fuzz-user"
@@ -46,7 +46,7 @@ def _fuzz(
             "--report-dir",
             str(reports),
         ]
-        hooks = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks"}
+        hooks = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.support.fuzz_hooks"}
         return subprocess.run(command, cwd=ROOT, env=hooks, check=False).returncode
 
 

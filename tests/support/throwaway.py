@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 with warnings.catch_warnings():  # the package warns when XDG_RUNTIME_DIR is unset, and copes
     warnings.simplefilter("ignore")

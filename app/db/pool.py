@@ -7,9 +7,9 @@ is 14 µs per acquire and release against 1 µs here, and one worker of the serv
 12% slower on it. Requests also queue in a FIFO semaphore here: asyncpg's queue lets a newcomer
 take a freed connection ahead of the requests already waiting.
 
-Each connection keeps the statements it prepared (app/db.py) for its whole life. Connections are
-opened on demand, so the service starts while the database is down, and closed after
-DB_IDLE_LIFETIME idle, so that a database may suspend.
+Each connection keeps the statements it prepared (app/db/database.py) for its whole life.
+Connections are opened on demand, so the service starts while the database is down, and closed
+after DB_IDLE_LIFETIME idle, so that a database may suspend.
 """
 
 import asyncio

@@ -46,7 +46,7 @@ class StatementTracer:
 
     def __init__(self, tracer_provider: TracerProvider | None, database: str) -> None:
         provider = tracer_provider or trace.get_tracer_provider()
-        self._tracer = provider.get_tracer("app.db")
+        self._tracer = provider.get_tracer("app.db.database")
         self._database = database
         self._names: dict[str, tuple[str, dict[str, Any]]] = {}
 

@@ -4,9 +4,9 @@ import logging
 import warnings
 from pathlib import Path
 
-logger = logging.getLogger("app.embedded")
+logger = logging.getLogger("app.db.embedded")
 
-DATA_DIR = Path(__file__).resolve().parent.parent / ".data"
+DATA_DIR = Path(__file__).resolve().parents[2] / ".data"
 
 
 def start_embedded_postgres(name: str = "postgres") -> str:
