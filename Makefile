@@ -15,7 +15,7 @@ CODEGEN = PYTHONWARNINGS=ignore::FutureWarning $(BIN)/fastapi-codegen --input $(
 	--model-template-dir $(CURDIR)/$(TEMPLATES)/models --custom-visitor $(TEMPLATES)/visitor.py \
 	--disable-timestamp --strict-nullable --python-version 3.11
 
-.PHONY: help install lock generate check-generated migrate run test lint fuzz bench clean \
+.PHONY: help install lock generate generate-to check-generated migrate run test lint fuzz bench clean \
 	node-install types check-types contract-lint contract-check clients smoke
 
 help: ## List the targets
@@ -41,6 +41,9 @@ ifdef HAVE_NPM
 else
 	@echo "npm not found: $(TS_TYPES) was not rebuilt (make types, where Node is installed)"
 endif
+
+generate-to: install ## Generate another contract's code: SPEC=file.yaml OUTPUT=directory (the generator's tests)
+	$(CODEGEN) --output $(OUTPUT)
 
 check-generated: install ## Fail when generated/ differs from what the contract produces now
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \

@@ -53,10 +53,6 @@ class TaskPatch(BaseModel):
 
 
 class Task(BaseModel):
-    model_config = ConfigDict(
-        extra='forbid',
-        strict=True,
-    )
     id: UUID = Field(..., description='Made by the server.')
     user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = Field(
         ..., description='The owner.'
@@ -101,26 +97,14 @@ class CompletionForAll(BaseModel):
 
 
 class UpdatedCount(BaseModel):
-    model_config = ConfigDict(
-        extra='forbid',
-        strict=True,
-    )
     updated: conint(ge=0) = Field(..., description='How many tasks changed.')
 
 
 class DeletedCount(BaseModel):
-    model_config = ConfigDict(
-        extra='forbid',
-        strict=True,
-    )
     deleted: conint(ge=0) = Field(..., description='How many tasks were deleted.')
 
 
 class TaskCounts(BaseModel):
-    model_config = ConfigDict(
-        extra='forbid',
-        strict=True,
-    )
     total: conint(ge=0)
     open: conint(ge=0)
     completed: conint(ge=0)
@@ -132,10 +116,6 @@ class Status(StrEnum):
 
 
 class Health(BaseModel):
-    model_config = ConfigDict(
-        extra='forbid',
-        strict=True,
-    )
     status: Status
 
 

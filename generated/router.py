@@ -9,12 +9,13 @@ import re
 from typing import Annotated, Any, Awaitable, Callable, List, Optional, Union
 from uuid import UUID
 
+import jsonschema_rs
 from fastapi import APIRouter, Header, Request, Response
-from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
+from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.utils import is_body_allowed_for_status_code
-from pydantic import PlainValidator, conint, constr
+from pydantic import PlainValidator, TypeAdapter, ValidationError, conint, constr
 from pydantic_core import PydanticCustomError
 from starlette.types import Receive, Scope, Send
 
@@ -103,25 +104,633 @@ def _concrete_paths_first(routes: list[Any]) -> None:
             )
 
 
+# What each operation's requests must be, as the contract says it (its $refs resolved): one JSON
+# Schema object per parameter location, and the body's. Requests are validated against these,
+# formats included, before FastAPI and pydantic turn them into values.
+REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
+    'countTasks': {
+        'body': None,
+        'body_required': False,
+        'header': {'properties': {}, 'required': [], 'type': 'object'},
+        'names': {},
+        'path': {
+            'properties': {
+                'user_id': {
+                    'maxLength': 64,
+                    'minLength': 1,
+                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'type': 'string',
+                }
+            },
+            'required': ['user_id'],
+            'type': 'object',
+        },
+        'query': {'properties': {}, 'required': [], 'type': 'object'},
+    },
+    'createTask': {
+        'body': {
+            'additionalProperties': False,
+            'description': 'The writable fields of a task, for creating or '
+            'replacing it. A field\n'
+            'left out takes its initial value: `description` null, '
+            '`is_completed`\n'
+            'false.\n',
+            'properties': {
+                'description': {
+                    'description': 'Free-form details, or '
+                    'null. No NUL '
+                    'characters.',
+                    'examples': ['Two litres, ' 'semi-skimmed.'],
+                    'maxLength': 1000,
+                    'pattern': '^[^\\u0000]*$',
+                    'type': ['string', 'null'],
+                },
+                'is_completed': {
+                    'description': 'Whether the task is '
+                    'done; false when left '
+                    'out.',
+                    'type': 'boolean',
+                },
+                'title': {
+                    'description': 'What is to be done. Not '
+                    'blank (at least one '
+                    'character other than space, '
+                    'tab, CR and LF); no NUL '
+                    'characters.',
+                    'examples': ['Buy milk'],
+                    'maxLength': 200,
+                    'minLength': 1,
+                    'pattern': '^[^\\u0000]*[^\\u0000\\t\\n\\r ' '][^\\u0000]*$',
+                    'type': 'string',
+                },
+            },
+            'required': ['title'],
+            'type': 'object',
+        },
+        'body_required': True,
+        'header': {
+            'properties': {
+                'idempotency-key': {
+                    'maxLength': 255,
+                    'minLength': 1,
+                    'pattern': '^[\\x21-\\x7E]+$',
+                    'type': 'string',
+                }
+            },
+            'required': [],
+            'type': 'object',
+        },
+        'names': {'idempotency-key': 'Idempotency-Key'},
+        'path': {
+            'properties': {
+                'user_id': {
+                    'maxLength': 64,
+                    'minLength': 1,
+                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'type': 'string',
+                }
+            },
+            'required': ['user_id'],
+            'type': 'object',
+        },
+        'query': {'properties': {}, 'required': [], 'type': 'object'},
+    },
+    'deleteTask': {
+        'body': None,
+        'body_required': False,
+        'header': {
+            'properties': {
+                'if-match': {
+                    'maxLength': 1024,
+                    'pattern': '^(\\*|(W/)?"[\\x21\\x23-\\x7E]*"([ '
+                    '\\t]*,[ '
+                    '\\t]*(W/)?"[\\x21\\x23-\\x7E]*")*)$',
+                    'type': 'string',
+                }
+            },
+            'required': [],
+            'type': 'object',
+        },
+        'names': {'if-match': 'If-Match'},
+        'path': {
+            'properties': {
+                'task_id': {
+                    'format': 'uuid',
+                    'maxLength': 36,
+                    'minLength': 36,
+                    'pattern': '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+                    'type': 'string',
+                },
+                'user_id': {
+                    'maxLength': 64,
+                    'minLength': 1,
+                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'type': 'string',
+                },
+            },
+            'required': ['user_id', 'task_id'],
+            'type': 'object',
+        },
+        'query': {'properties': {}, 'required': [], 'type': 'object'},
+    },
+    'deleteTasks': {
+        'body': None,
+        'body_required': False,
+        'header': {'properties': {}, 'required': [], 'type': 'object'},
+        'names': {},
+        'path': {
+            'properties': {
+                'user_id': {
+                    'maxLength': 64,
+                    'minLength': 1,
+                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'type': 'string',
+                }
+            },
+            'required': ['user_id'],
+            'type': 'object',
+        },
+        'query': {
+            'properties': {'completed': {'type': 'boolean'}},
+            'required': ['completed'],
+            'type': 'object',
+        },
+    },
+    'getHealth': {
+        'body': None,
+        'body_required': False,
+        'header': {'properties': {}, 'required': [], 'type': 'object'},
+        'names': {},
+        'path': {'properties': {}, 'required': [], 'type': 'object'},
+        'query': {'properties': {}, 'required': [], 'type': 'object'},
+    },
+    'getReadiness': {
+        'body': None,
+        'body_required': False,
+        'header': {'properties': {}, 'required': [], 'type': 'object'},
+        'names': {},
+        'path': {'properties': {}, 'required': [], 'type': 'object'},
+        'query': {'properties': {}, 'required': [], 'type': 'object'},
+    },
+    'getTask': {
+        'body': None,
+        'body_required': False,
+        'header': {
+            'properties': {
+                'if-none-match': {
+                    'maxLength': 1024,
+                    'pattern': '^(\\*|(W/)?"[\\x21\\x23-\\x7E]*"([ '
+                    '\\t]*,[ '
+                    '\\t]*(W/)?"[\\x21\\x23-\\x7E]*")*)$',
+                    'type': 'string',
+                }
+            },
+            'required': [],
+            'type': 'object',
+        },
+        'names': {'if-none-match': 'If-None-Match'},
+        'path': {
+            'properties': {
+                'task_id': {
+                    'format': 'uuid',
+                    'maxLength': 36,
+                    'minLength': 36,
+                    'pattern': '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+                    'type': 'string',
+                },
+                'user_id': {
+                    'maxLength': 64,
+                    'minLength': 1,
+                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'type': 'string',
+                },
+            },
+            'required': ['user_id', 'task_id'],
+            'type': 'object',
+        },
+        'query': {'properties': {}, 'required': [], 'type': 'object'},
+    },
+    'listTasks': {
+        'body': None,
+        'body_required': False,
+        'header': {'properties': {}, 'required': [], 'type': 'object'},
+        'names': {},
+        'path': {
+            'properties': {
+                'user_id': {
+                    'maxLength': 64,
+                    'minLength': 1,
+                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'type': 'string',
+                }
+            },
+            'required': ['user_id'],
+            'type': 'object',
+        },
+        'query': {
+            'properties': {
+                'completed': {'type': 'boolean'},
+                'cursor': {
+                    'maxLength': 40,
+                    'minLength': 32,
+                    'pattern': '^([A-Za-z0-9_-]{32}|[A-Za-z0-9_-]{40})$',
+                    'type': 'string',
+                },
+                'limit': {
+                    'default': 100,
+                    'maximum': 1000,
+                    'minimum': 1,
+                    'type': 'integer',
+                },
+                'order': {
+                    'default': 'oldest',
+                    'description': 'An order of creation.',
+                    'enum': ['oldest', 'newest'],
+                    'type': 'string',
+                },
+                'q': {
+                    'maxLength': 100,
+                    'minLength': 1,
+                    'pattern': '^[^\\u0000]+$',
+                    'type': 'string',
+                },
+            },
+            'required': [],
+            'type': 'object',
+        },
+    },
+    'replaceTask': {
+        'body': {
+            'additionalProperties': False,
+            'description': 'The writable fields of a task, for creating or '
+            'replacing it. A field\n'
+            'left out takes its initial value: `description` '
+            'null, `is_completed`\n'
+            'false.\n',
+            'properties': {
+                'description': {
+                    'description': 'Free-form details, or '
+                    'null. No NUL '
+                    'characters.',
+                    'examples': ['Two litres, ' 'semi-skimmed.'],
+                    'maxLength': 1000,
+                    'pattern': '^[^\\u0000]*$',
+                    'type': ['string', 'null'],
+                },
+                'is_completed': {
+                    'description': 'Whether the task is '
+                    'done; false when '
+                    'left out.',
+                    'type': 'boolean',
+                },
+                'title': {
+                    'description': 'What is to be done. Not '
+                    'blank (at least one '
+                    'character other than space, '
+                    'tab, CR and LF); no NUL '
+                    'characters.',
+                    'examples': ['Buy milk'],
+                    'maxLength': 200,
+                    'minLength': 1,
+                    'pattern': '^[^\\u0000]*[^\\u0000\\t\\n\\r ' '][^\\u0000]*$',
+                    'type': 'string',
+                },
+            },
+            'required': ['title'],
+            'type': 'object',
+        },
+        'body_required': True,
+        'header': {
+            'properties': {
+                'if-match': {
+                    'maxLength': 1024,
+                    'pattern': '^(\\*|(W/)?"[\\x21\\x23-\\x7E]*"([ '
+                    '\\t]*,[ '
+                    '\\t]*(W/)?"[\\x21\\x23-\\x7E]*")*)$',
+                    'type': 'string',
+                }
+            },
+            'required': [],
+            'type': 'object',
+        },
+        'names': {'if-match': 'If-Match'},
+        'path': {
+            'properties': {
+                'task_id': {
+                    'format': 'uuid',
+                    'maxLength': 36,
+                    'minLength': 36,
+                    'pattern': '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+                    'type': 'string',
+                },
+                'user_id': {
+                    'maxLength': 64,
+                    'minLength': 1,
+                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'type': 'string',
+                },
+            },
+            'required': ['user_id', 'task_id'],
+            'type': 'object',
+        },
+        'query': {'properties': {}, 'required': [], 'type': 'object'},
+    },
+    'setAllTasksCompletion': {
+        'body': {
+            'additionalProperties': False,
+            'description': 'The completion state to give every task of ' 'the user.',
+            'properties': {
+                'is_completed': {
+                    'description': 'Complete '
+                    'every task '
+                    '(`true`) '
+                    'or reopen '
+                    'every task '
+                    '(`false`).',
+                    'type': 'boolean',
+                }
+            },
+            'required': ['is_completed'],
+            'type': 'object',
+        },
+        'body_required': True,
+        'header': {'properties': {}, 'required': [], 'type': 'object'},
+        'names': {},
+        'path': {
+            'properties': {
+                'user_id': {
+                    'maxLength': 64,
+                    'minLength': 1,
+                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'type': 'string',
+                }
+            },
+            'required': ['user_id'],
+            'type': 'object',
+        },
+        'query': {'properties': {}, 'required': [], 'type': 'object'},
+    },
+    'toggleTaskCompletion': {
+        'body': None,
+        'body_required': False,
+        'header': {
+            'properties': {
+                'if-match': {
+                    'maxLength': 1024,
+                    'pattern': '^(\\*|(W/)?"[\\x21\\x23-\\x7E]*"([ '
+                    '\\t]*,[ '
+                    '\\t]*(W/)?"[\\x21\\x23-\\x7E]*")*)$',
+                    'type': 'string',
+                }
+            },
+            'required': [],
+            'type': 'object',
+        },
+        'names': {'if-match': 'If-Match'},
+        'path': {
+            'properties': {
+                'task_id': {
+                    'format': 'uuid',
+                    'maxLength': 36,
+                    'minLength': 36,
+                    'pattern': '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+                    'type': 'string',
+                },
+                'user_id': {
+                    'maxLength': 64,
+                    'minLength': 1,
+                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'type': 'string',
+                },
+            },
+            'required': ['user_id', 'task_id'],
+            'type': 'object',
+        },
+        'query': {'properties': {}, 'required': [], 'type': 'object'},
+    },
+    'updateTask': {
+        'body': {
+            'additionalProperties': False,
+            'description': 'Some writable fields of a task; fields left out keep '
+            'their value.',
+            'properties': {
+                'description': {
+                    'description': 'Free-form details, or '
+                    'null. No NUL '
+                    'characters.',
+                    'examples': ['Two litres, ' 'semi-skimmed.'],
+                    'maxLength': 1000,
+                    'pattern': '^[^\\u0000]*$',
+                    'type': ['string', 'null'],
+                },
+                'is_completed': {
+                    'description': 'Whether the task is ' 'done.',
+                    'type': 'boolean',
+                },
+                'title': {
+                    'description': 'What is to be done. Not '
+                    'blank (at least one '
+                    'character other than space, '
+                    'tab, CR and LF); no NUL '
+                    'characters.',
+                    'examples': ['Buy milk'],
+                    'maxLength': 200,
+                    'minLength': 1,
+                    'pattern': '^[^\\u0000]*[^\\u0000\\t\\n\\r ' '][^\\u0000]*$',
+                    'type': 'string',
+                },
+            },
+            'type': 'object',
+        },
+        'body_required': True,
+        'header': {
+            'properties': {
+                'if-match': {
+                    'maxLength': 1024,
+                    'pattern': '^(\\*|(W/)?"[\\x21\\x23-\\x7E]*"([ '
+                    '\\t]*,[ '
+                    '\\t]*(W/)?"[\\x21\\x23-\\x7E]*")*)$',
+                    'type': 'string',
+                }
+            },
+            'required': [],
+            'type': 'object',
+        },
+        'names': {'if-match': 'If-Match'},
+        'path': {
+            'properties': {
+                'task_id': {
+                    'format': 'uuid',
+                    'maxLength': 36,
+                    'minLength': 36,
+                    'pattern': '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+                    'type': 'string',
+                },
+                'user_id': {
+                    'maxLength': 64,
+                    'minLength': 1,
+                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'type': 'string',
+                },
+            },
+            'required': ['user_id', 'task_id'],
+            'type': 'object',
+        },
+        'query': {'properties': {}, 'required': [], 'type': 'object'},
+    },
+}
+
+_INTEGER = re.compile(r'-?(?:0|[1-9][0-9]*)')
+_NUMBER = re.compile(r'-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?')
+
+
+def _from_text(text: str, schema: dict[str, Any]) -> Any:
+    """A parameter's text as the JSON value its schema describes: an integer or a number in plain
+    decimal, a boolean as exactly `true` or `false`. Anything else stays text, for the schema to
+    refuse."""
+    kind = schema.get('type')
+    if kind == 'integer' and _INTEGER.fullmatch(text):
+        return int(text)
+    if kind == 'number' and _NUMBER.fullmatch(text):
+        return float(text) if any(c in text for c in '.eE') else int(text)
+    if kind == 'boolean' and text in ('true', 'false'):
+        return text == 'true'
+    return text
+
+
+def _message(error: Any, location: str) -> str:
+    """What a schema error says, in pydantic's words, and never the value sent."""
+    kind = error.kind
+    name = kind.name
+    if name == 'required':
+        return 'Field required'
+    if name == 'additionalProperties':
+        return 'Extra inputs are not permitted'
+    if name == 'type':
+        if kind.types == ['boolean'] and location != 'body':
+            return "Input should be 'true' or 'false'"
+        return 'Input should be a valid ' + ' or '.join(kind.types)
+    if name == 'format':
+        return f'Input should be a valid {kind.format}'
+    if name in ('minLength', 'maxLength'):
+        least = 'least' if name == 'minLength' else 'most'
+        return f"String should have at {least} {kind.limit} character{'s' if kind.limit != 1 else ''}"
+    if name == 'pattern':
+        return f"String should match pattern '{kind.pattern}'"
+    if name in ('minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'):
+        relation = {
+            'minimum': 'greater than or equal to',
+            'maximum': 'less than or equal to',
+            'exclusiveMinimum': 'greater than',
+            'exclusiveMaximum': 'less than',
+        }[name]
+        return f'Input should be {relation} {kind.limit}'
+    if name == 'enum':
+        return 'Input should be ' + ' or '.join(repr(option) for option in kind.options)
+    return 'Input does not match the contract'
+
+
+class _Contract:
+    """One operation's request schemas, compiled."""
+
+    def __init__(self, schemas: dict[str, Any]) -> None:
+        self.names: dict[str, str] = schemas['names']
+        self.parameters = {
+            location: (schemas[location]['properties'], _validator(schemas[location]))
+            for location in ('path', 'query', 'header')
+            if schemas[location]['properties']
+        }
+        self.body = _validator(schemas['body']) if schemas['body'] is not None else None
+        self.body_required: bool = schemas['body_required']
+
+    def parameter_errors(self, request: Request) -> list[dict[str, Any]]:
+        errors: list[dict[str, Any]] = []
+        for location, (properties, validator) in self.parameters.items():
+            given = {
+                'path': request.path_params,
+                'query': request.query_params,
+                'header': request.headers,
+            }[location]
+            instance = {
+                name: _from_text(given[name], schema)
+                for name, schema in properties.items()
+                if name in given
+            }
+            errors += _errors(validator, instance, location, self.names)
+        return errors
+
+    def body_errors(self, body: Any) -> list[dict[str, Any]]:
+        if self.body is None or (body is None and not self.body_required):
+            return []
+        if body is None:
+            return [{'loc': ('body',), 'msg': 'Field required', 'type': 'missing'}]
+        return _errors(self.body, body, 'body', {})
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    return jsonschema_rs.validator_for(schema, validate_formats=True)
+
+
+def _errors(
+    validator: Any, instance: Any, location: str, names: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Each error as FastAPI words them: where (location and field), and what."""
+    found = []
+    for error in validator.iter_errors(instance):
+        path = [
+            names.get(part, part) if isinstance(part, str) else part
+            for part in error.instance_path
+        ]
+        fields = [[]]
+        if error.kind.name == 'required':
+            fields = [[names.get(error.kind.property, error.kind.property)]]
+        elif error.kind.name == 'additionalProperties':
+            fields = [[extra] for extra in error.kind.unexpected]
+        for field in fields:
+            found.append(
+                {
+                    'loc': (location, *path, *field),
+                    'msg': _message(error, location),
+                    'type': error.kind.name,
+                }
+            )
+    return found
+
+
 def _serve_directly(
     route: APIRoute,
     authorize: Callable[[Request], Awaitable[None]] | None,
 ) -> None:
     """Serve `route` without FastAPI's per-request machinery (dependency solving, exit stacks,
-    handler wrappers): its path, query, header and body fields are read and validated by the
-    same FastAPI functions, so values and 422 errors are FastAPI's own; exceptions go to the
-    app's exception handlers as before."""
+    handler wrappers). A request is first validated against the contract's own schemas
+    (REQUEST_SCHEMAS), formats included, and refused with a 422 naming each field that does not
+    match; then its parameters are read by FastAPI's own functions and its body by its pydantic
+    model, from the JSON itself. Exceptions go to the app's exception handlers."""
+    contract = _Contract(REQUEST_SCHEMAS[route.operation_id])
     dependant = route.dependant
     endpoint = route.endpoint
     status_code = route.status_code or 200
     response_field = route.response_field
-    body_fields = dependant.body_params
-    embed_body_fields = route._embed_body_fields
+    body_field = dependant.body_params[0] if dependant.body_params else None
+    body_model = (
+        TypeAdapter(body_field.field_info.annotation)
+        if body_field is not None
+        else None
+    )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
         if authorize is not None:
             await authorize(request)
+        errors = contract.parameter_errors(request)
+        body: Any = None
+        raw = await request.body() if body_field is not None else b''
+        if raw:
+            # The app's body guard has answered every body that is not JSON.
+            body = await request.json()
+        errors += contract.body_errors(body)
+        if errors:
+            raise RequestValidationError(errors, body=body)
         values, errors = request_params_to_args(
             dependant.path_params, request.path_params
         )
@@ -137,15 +746,14 @@ def _serve_directly(
             )
             values.update(found)
             errors.extend(more)
-        body: Any = None
-        if body_fields:
-            # The app's body guard has answered every body that is not JSON.
-            body = await request.json() if await request.body() else None
-            found, more = await request_body_to_args(
-                body_fields, body, embed_body_fields
-            )
-            values.update(found)
-            errors.extend(more)
+        if body_field is not None and body_model is not None:
+            try:
+                values[body_field.name] = body_model.validate_json(raw) if raw else None
+            except ValidationError as error:
+                errors.extend(
+                    {**detail, 'loc': ('body', *detail['loc'])}
+                    for detail in error.errors()
+                )
         if errors:
             raise RequestValidationError(errors, body=body)
         result = await endpoint(request, **values)

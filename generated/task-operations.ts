@@ -247,7 +247,7 @@ export interface components {
             /** @description Whether the task is done. */
             is_completed?: boolean;
         };
-        /** @description A todo task. Every field is always present. */
+        /** @description A todo task. Every field is always present. A later minor version may add fields: read the ones you know and ignore the others. */
         Task: {
             /**
              * Format: uuid

@@ -1,5 +1,6 @@
 """Template variables that fastapi-code-generator does not provide on its own."""
 
+import pprint
 import re
 from pathlib import Path
 from typing import Any
@@ -8,6 +9,8 @@ from fastapi_code_generator.parser import OpenAPIParser, snakecase
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 CONSTRAINED = {"constr": "str", "conint": "int"}
+# Formats the contract's schema checks, kept as the text sent (see the models' template).
+AS_TEXT = {"EmailStr": "str", "AnyUrl": "str"}
 
 
 def _secured_operations(raw: dict[str, Any]) -> set[str]:
@@ -28,6 +31,47 @@ def _resolve(raw: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
             target = target[part]
         node = target
     return node
+
+
+def _inlined(raw: dict[str, Any], node: Any) -> Any:
+    """`node` with every $ref replaced by what it names (the contract has no recursive schema)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _inlined(raw, _resolve(raw, node))
+        return {key: _inlined(raw, value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inlined(raw, item) for item in node]
+    return node
+
+
+def _request_schemas(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """operationId -> the JSON Schemas a request must match, from the contract alone: one object
+    per parameter location (`path`, `query`, `header`; header names in lower case, with the
+    contract's spelling in `names`) and the body's (`body`, None without one)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path_item in raw.get("paths", {}).values():
+        for method in METHODS:
+            if not (operation := path_item.get(method)):
+                continue
+            schemas: dict[str, Any] = {"names": {}, "body": None, "body_required": False}
+            for location in ("path", "query", "header"):
+                schemas[location] = {"type": "object", "properties": {}, "required": []}
+            for reference in [*path_item.get("parameters", []), *operation.get("parameters", [])]:
+                parameter = _resolve(raw, reference)
+                location, name = parameter["in"], parameter["name"]
+                if location == "header":
+                    schemas["names"][name.lower()] = name
+                    name = name.lower()
+                component = schemas[location]
+                component["properties"][name] = _inlined(raw, parameter.get("schema", {}))
+                if parameter.get("required") or location == "path":
+                    component["required"].append(name)
+            if body := operation.get("requestBody"):
+                body = _resolve(raw, body)
+                schemas["body"] = _inlined(raw, body["content"]["application/json"]["schema"])
+                schemas["body_required"] = bool(body.get("required"))
+            found[operation["operationId"]] = schemas
+    return found
 
 
 def _raw_parameters(parser: OpenAPIParser) -> dict[str, dict[str, dict[str, Any]]]:
@@ -73,6 +117,7 @@ def _arguments(parser: OpenAPIParser) -> dict[str, dict[str, dict[str, Any]]]:
                 base = CONSTRAINED.get(
                     str(data_type.type), hint.removeprefix("Optional[").removesuffix("]")
                 )
+                base = AS_TEXT.get(base, base)
                 has_value = argument.required or argument.default_value is not None
                 hint = base if has_value else f"{base} | None"
             views[name] = {"name": name, "plain_type": hint, "query_boolean": False}
@@ -91,4 +136,5 @@ def visit(parser: OpenAPIParser, model_path: Path) -> dict[str, Any]:
     return {
         "arguments": _arguments(parser),
         "secured": _secured_operations(parser.raw_obj),
+        "request_schemas": pprint.pformat(_request_schemas(parser.raw_obj), width=96),
     }
