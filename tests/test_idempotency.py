@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from app.tasks.idempotency import fingerprint
@@ -204,7 +205,18 @@ async def test_a_key_recorded_after_the_snapshot_is_found_by_the_next_attempt(
     """The lookup reads the statement's snapshot, taken before the key's lock. A create of the
     same key that commits in between is missing from it: the record fails on the key, nothing of
     the statement is written, and the statement runs again and replays that answer."""
-    stored = b'{"stored":"elsewhere"}'
+    stored = orjson.dumps(
+        {
+            "id": "0b9f5a8e-3f4c-4d8a-9a53-2c1d6f0e7b11",
+            "user_id": "alice",
+            "title": "Buy milk",
+            "description": None,
+            "is_completed": False,
+            "completed_at": None,
+            "created_at": "2026-12-07T10:00:00+00:00",
+            "updated_at": "2026-12-07T10:00:00+00:00",
+        }
+    )
     # The owner's row held, so that the keyed create waits after its lookup.
     async with _a_create_waiting_with_its_key(client, database_url) as (keyed, other):
         await other.execute(
@@ -287,3 +299,29 @@ async def test_the_task_and_its_key_are_written_together(
     assert "idempotent-replayed" not in retried.headers
     assert await _count(database_url) == 1
     assert await _count(database_url, "idempotency_keys") == 1
+
+
+async def test_a_replay_has_every_field_the_contract_has_now(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """An answer stored before the contract's Task gained a field (here: the record stripped of
+    two) is replayed with that field, taken from the task as it is now; the fields it had stay as
+    they were given."""
+    first = await _post(client, {"title": "Buy milk"})
+    task = first.json()
+    renamed = await client.patch(first.headers["location"], json={"title": "Renamed since"})
+    async with connect(database_url) as connection:
+        await connection.execute(
+            "UPDATE idempotency_keys SET body = (body::jsonb - 'updated_at' - 'completed_at')::text"
+        )
+    replay = await _post(client, {"title": "Buy milk"})
+    assert replay.headers["idempotent-replayed"] == "true"
+    answer = replay.json()
+    assert list(answer) == list(task)  # every field, in the contract's order
+    assert answer["title"] == "Buy milk"  # as it was given
+    assert answer["updated_at"] == renamed.json()["updated_at"]  # as the task is now
+    assert answer["completed_at"] is None
+    await client.delete(first.headers["location"])
+    gone = (await _post(client, {"title": "Buy milk"})).json()
+    assert list(gone) == list(task)
+    assert gone["updated_at"] is None  # the task is gone: nothing to take it from

@@ -104,4 +104,6 @@ class IdempotencyKey(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text, nullable=False))
     location: str = Field(sa_column=Column(String(256), nullable=False))
     etag: str = Field(sa_column=Column(String(64), nullable=False))
+    # The created task, whose fields a replay takes when the contract's Task gained one since.
+    task_id: UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

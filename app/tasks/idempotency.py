@@ -11,6 +11,9 @@ A create of the same key that committed after this statement began and before it
 is not in its lookup: its record then fails on the key's primary key, nothing is written, and the
 statement is sent once more, which finds that answer.
 
+A replay gives the stored answer as it was given, unless the contract's Task has gained a field
+since: then that field is taken from the task as it is now (with_every_field).
+
 Expired keys are removed by the statement that records a new one, at most 16 at a time: each keyed
 create adds one key and removes up to 16 expired ones, so expired keys never pile up and no
 separate job has to run.
@@ -26,7 +29,7 @@ import orjson
 from app.db.database import Database
 from app.db.sql import Statement
 from app.problems import IdempotencyKeyInUse, IdempotencyKeyReused
-from app.tasks.statements import INSERT_TASK, OWNER_COUNTS_NEW_TASK
+from app.tasks.statements import INSERT_TASK, OWNER_COUNTS_NEW_TASK, TASK_COLUMNS, TASK_JSON
 
 # The key's own expired record is deleted (`replaced`) before the new one is inserted: `recorded`
 # reads `replaced`, which makes it run first. A live record that the lookup missed makes the insert
@@ -36,8 +39,11 @@ WITH key_lock AS (
     SELECT pg_try_advisory_xact_lock(hashtextextended(:user_id || ':' || :key, 0)) AS held
 ),
 stored AS (
-    SELECT fingerprint, status, body, location, etag FROM idempotency_keys
-    WHERE user_id = :user_id AND key = :key AND expires_at > now()
+    SELECT stored.fingerprint, stored.status, stored.body, stored.location, stored.etag,
+        CASE WHEN tasks.id IS NOT NULL THEN {TASK_JSON} END AS task
+    FROM idempotency_keys AS stored
+    LEFT JOIN tasks ON tasks.id = stored.task_id AND tasks.user_id = :user_id
+    WHERE stored.user_id = :user_id AND stored.key = :key AND stored.expires_at > now()
 ),
 allowed AS (
     SELECT WHERE (SELECT held FROM key_lock) AND NOT EXISTS (SELECT FROM stored)
@@ -61,16 +67,17 @@ expired AS (
 ),
 recorded AS (
     INSERT INTO idempotency_keys
-        (user_id, key, fingerprint, status, body, location, etag, expires_at)
-    SELECT :user_id, :key, :fingerprint, 201, body, location, etag,
+        (user_id, key, fingerprint, status, body, location, etag, task_id, expires_at)
+    SELECT :user_id, :key, :fingerprint, 201, body, location, etag, task_id,
         now() + make_interval(secs => :ttl)
     FROM created
     WHERE (SELECT count(*) FROM replaced) >= 0
 )
 SELECT key_lock.held, answer.* FROM key_lock LEFT JOIN (
-    SELECT NULL::bytea AS fingerprint, 201 AS status, body, location, etag FROM created
+    SELECT NULL::bytea AS fingerprint, 201 AS status, body, location, etag, NULL AS task
+    FROM created
     UNION ALL
-    SELECT fingerprint, status, body, location, etag FROM stored
+    SELECT fingerprint, status, body, location, etag, task FROM stored
 ) AS answer ON true""")
 
 # Sent once more after a record that failed on its key (see above); then the key is taken to be
@@ -125,6 +132,20 @@ async def create_once(
             return None
         if row["fingerprint"] is not None and row["fingerprint"] != arguments["fingerprint"]:
             raise IdempotencyKeyReused
-        replayed = row["fingerprint"] is not None
-        return Answer(row["status"], row["body"], row["location"], row["etag"], replayed)
+        if row["fingerprint"] is None:
+            return Answer(row["status"], row["body"], row["location"], row["etag"])
+        body = with_every_field(row["body"], row["task"])
+        return Answer(row["status"], body, row["location"], row["etag"], replayed=True)
     raise IdempotencyKeyInUse
+
+
+def with_every_field(stored: str, task: str | None) -> str:
+    """A stored answer as the contract's Task is now: as it was given, byte for byte, when it has
+    every field; a field added to the contract since is taken from the task as it is now (null
+    when the task is gone)."""
+    answer = orjson.loads(stored)
+    if all(name in answer for name in TASK_COLUMNS):
+        return stored
+    current = orjson.loads(task) if task is not None else {}
+    completed = {name: answer.get(name, current.get(name)) for name in TASK_COLUMNS}
+    return orjson.dumps({**completed, **answer}).decode()

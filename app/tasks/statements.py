@@ -86,7 +86,7 @@ SELECT id, {", ".join(f":{column}" for column in GIVEN_COLUMNS)}, :is_completed:
     CASE WHEN :is_completed::boolean THEN now() END
 FROM owner
 RETURNING {TASK_JSON} AS body, '/users/' || tasks.user_id || '/tasks/' || tasks.id AS location,
-    {ETAG} AS etag"""
+    {ETAG} AS etag, tasks.id AS task_id"""
 
 CREATE = Statement(f"""
 WITH allowed AS (SELECT),
