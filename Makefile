@@ -66,7 +66,7 @@ test: install ## Lint, type-check and run the test suite on real PostgreSQL
 	$(BIN)/ruff check app tests bench openapi
 	$(BIN)/ruff format --check app tests bench openapi
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 lint: install ## ruff and mypy only
 	$(BIN)/ruff check app tests bench openapi

@@ -1,4 +1,9 @@
-"""Tests run against real PostgreSQL: TEST_DATABASE_URL, or an embedded server under .data/."""
+"""Tests run against real PostgreSQL: TEST_DATABASE_URL, or an embedded server under .data/.
+
+`make test` spreads the test files over several processes (pytest-xdist): each has a database of
+its own on that server (test_gw0, test_gw1, ...), migrated once. Run alone, pytest uses
+TEST_DATABASE_URL's database itself.
+"""
 
 import asyncio
 import os
@@ -19,7 +24,7 @@ from app.config import Settings
 from app.db.embedded import start_embedded_postgres
 from app.db.migrate import upgrade
 from app.http.main import create_app
-from tests.support.databases import execute
+from tests.support.databases import execute, recreate_database
 
 # The session's database is migrated once, below; the apps the tests make serve it at once.
 os.environ["MIGRATE_ON_START"] = "false"
@@ -29,10 +34,19 @@ async def truncate(database_url: str) -> None:
     await execute(database_url, "TRUNCATE users, tasks, idempotency_keys")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The embedded server, started once by the process that runs or hands out the tests."""
+    if not os.environ.get("TEST_DATABASE_URL") and not hasattr(config, "workerinput"):
+        os.environ["TEST_DATABASE_URL"] = start_embedded_postgres("test-postgres")
+
+
 @pytest.fixture(scope="session")
 def database_url() -> str:
-    url = os.environ.get("TEST_DATABASE_URL") or start_embedded_postgres("test-postgres")
-    asyncio.run(execute(url, "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"))
+    url = os.environ["TEST_DATABASE_URL"]
+    if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+        url = asyncio.run(recreate_database(url, f"test_{worker}"))
+    else:
+        asyncio.run(execute(url, "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"))
     upgrade(url)
     return url
 

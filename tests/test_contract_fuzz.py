@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import schemathesis
 
-import tests.support.fuzz_hooks  # noqa: F401  (registers the hooks)
 from app.config import Settings
 from app.http.main import create_app
 from tests.conftest import truncate
+from tests.support import fuzz_hooks  # registers the hooks and the token check
 from tests.support.jwks import AUDIENCE, ISSUER, SigningKey, claims, serve_jwks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,9 @@ def jwt_contract(database_url: str) -> Iterator[Any]:
         # The token is the contract's bearerAuth credential: schemathesis knows it is valid, and
         # sends requests without it, or with another, to check that authentication is enforced.
         settings_file = tomllib.loads((ROOT / "schemathesis.toml").read_text())
-        bearer = {"bearerAuth": {"bearer": key.sign(claims(FUZZ_USER))}}
+        token = key.sign(claims(FUZZ_USER))
+        fuzz_hooks.VALID_TOKENS.add(token)
+        bearer = {"bearerAuth": {"bearer": token}}
         config = schemathesis.Config.from_dict({**settings_file, "auth": {"openapi": bearer}})
         schema = schemathesis.openapi.from_path(SPEC, config=config)
         schema.app = create_app(settings, database_url=database_url)
@@ -92,3 +94,10 @@ def test_stateful_links_keep_the_contract_with_bearer_tokens(
     jwt_contract: Any, database_url: str
 ) -> None:
     _lifecycle(jwt_contract, database_url).run()
+
+
+def test_the_bearer_token_runs_were_answered() -> None:
+    """The runs above with a valid token got answers other than 401 (valid_token_is_accepted
+    fails any 401 to it), and among them successes: they tested the operations, not the gate."""
+    assert fuzz_hooks.ANSWERED_WITH_TOKEN, "no request carried the valid token"
+    assert {status for status in fuzz_hooks.ANSWERED_WITH_TOKEN if 200 <= status < 300}
