@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from app.tasks.idempotency import fingerprint
+from generated.models import Task
 from tests.support.databases import connect
 
 KEY = "6f1c8a52-0d4e-4c5b-9f0e-2b7a3c9d1e84"
@@ -205,18 +206,8 @@ async def test_a_key_recorded_after_the_snapshot_is_found_by_the_next_attempt(
     """The lookup reads the statement's snapshot, taken before the key's lock. A create of the
     same key that commits in between is missing from it: the record fails on the key, nothing of
     the statement is written, and the statement runs again and replays that answer."""
-    stored = orjson.dumps(
-        {
-            "id": "0b9f5a8e-3f4c-4d8a-9a53-2c1d6f0e7b11",
-            "user_id": "alice",
-            "title": "Buy milk",
-            "description": None,
-            "is_completed": False,
-            "completed_at": None,
-            "created_at": "2026-12-07T10:00:00+00:00",
-            "updated_at": "2026-12-07T10:00:00+00:00",
-        }
-    )
+    # An answer of the contract's Task, every field present: replayed as it is.
+    stored = orjson.dumps({name: f"stored {name}" for name in Task.model_fields})
     # The owner's row held, so that the keyed create waits after its lookup.
     async with _a_create_waiting_with_its_key(client, database_url) as (keyed, other):
         await other.execute(

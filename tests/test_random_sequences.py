@@ -11,7 +11,9 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
+import orjson
 
+from generated.models import Task
 from tests.conftest import LINK
 from tests.support.databases import connect
 
@@ -63,24 +65,13 @@ async def _table(database_url: str) -> tuple[list[dict[str, Any]], dict[str, tup
 
 
 def _as_answered(row: dict[str, Any]) -> dict[str, Any]:
-    """A table row as the API answers it, times parsed."""
-    return {
-        "id": str(row["id"]),
-        "user_id": row["user_id"],
-        "title": row["title"],
-        "description": row["description"],
-        "is_completed": row["is_completed"],
-        "completed_at": row["completed_at"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-    }
+    """A table row as the contract's Task, every field read as its type."""
+    return Task.model_validate({name: row[name] for name in Task.model_fields}).model_dump()
 
 
 def _parsed(body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **body,
-        **{name: _time(body[name]) for name in ("completed_at", "created_at", "updated_at")},
-    }
+    """An answer as the contract's Task, every field read as its type."""
+    return Task.model_validate_json(orjson.dumps(body)).model_dump()
 
 
 async def _all_pages(client: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:

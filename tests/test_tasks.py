@@ -6,18 +6,10 @@ from uuid import uuid4
 
 import httpx
 
+from generated.models import Task
 from tests.conftest import create_task
 
-TASK_FIELDS = {
-    "id",
-    "user_id",
-    "title",
-    "description",
-    "is_completed",
-    "completed_at",
-    "created_at",
-    "updated_at",
-}
+TASK_FIELDS = set(Task.model_fields)  # the contract's Task
 
 
 def _time(value: str) -> datetime:
