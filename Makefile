@@ -126,5 +126,5 @@ bench: install ## Load 1M tasks and measure the service beside a bare asyncpg re
 test-faults: install ## Outage, frozen database, locks, SIGTERM, start-up, PgBouncer (a few minutes)
 	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; } || \
-		echo "pgbouncer could not be installed: its tests will be skipped"
+		echo "pgbouncer could not be installed: its tests will be skipped (and fail in CI)"
 	$(BIN)/pytest tests/faults

@@ -11,12 +11,13 @@ from tests.faults.client import Answer, Outcomes, call, clients
 from tests.faults.conftest import service
 from tests.support.databases import connect
 from tests.support.throwaway import Postgres, pgbouncer, pgbouncer_binary
+from tests.support.tools import tool_missing
 
 
 @pytest.fixture(scope="module")
 def pooler(server: Postgres) -> Iterator[str]:
     if pgbouncer_binary() is None:
-        pytest.skip("pgbouncer is not installed here (make test-faults installs Debian's package)")
+        tool_missing("pgbouncer is not installed here (make test-faults installs Debian's package)")
     with pgbouncer(server, users=("postgres", "pooled")) as base:
         yield base
 
