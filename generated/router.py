@@ -630,6 +630,10 @@ def _message(error: Any, location: str) -> str:
     return 'Input does not match the contract'
 
 
+# Where a request holds its parameters of each location.
+_SOURCES = {'path': 'path_params', 'query': 'query_params', 'header': 'headers'}
+
+
 class _Contract:
     """One operation's request schemas, compiled."""
 
@@ -646,11 +650,7 @@ class _Contract:
     def parameter_errors(self, request: Request) -> list[dict[str, Any]]:
         errors: list[dict[str, Any]] = []
         for location, (properties, validator) in self.parameters.items():
-            given = {
-                'path': request.path_params,
-                'query': request.query_params,
-                'header': request.headers,
-            }[location]
+            given = getattr(request, _SOURCES[location])
             instance = {
                 name: _from_text(given[name], schema)
                 for name, schema in properties.items()
