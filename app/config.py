@@ -14,6 +14,8 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 )
 
 # libpq's sslmode values, as asyncpg's `ssl` argument understands them.
+_BUDGET = r"^(off|[1-9][0-9]{0,8}/(second|minute|hour))$"
+
 _SSL_MODES: dict[str, Any] = {"disable": False, "allow": "allow", "prefer": "prefer"}
 
 
@@ -48,6 +50,13 @@ class Settings(BaseSettings):
     require_if_match: bool = False
     idempotency_ttl: float = Field(default=24 * 3600.0, gt=0, le=30 * 24 * 3600)
     max_tasks_per_user: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_idempotency_keys_per_user: int = Field(default=1_000, ge=1, le=1_000_000)
+
+    # Rate limits (app/http/rate_limits.py): `N/second`, `N/minute`, `N/hour` or `off`.
+    rate_limit_reads: str = Field(default="1200/minute", pattern=_BUDGET)
+    rate_limit_writes: str = Field(default="300/minute", pattern=_BUDGET)
+    rate_limit_storage_url: str | None = Field(default=None, pattern=r"^rediss?://")
+    max_requests_in_flight_per_user: int = Field(default=8, ge=1, le=10_000)
 
     auth_mode: Literal["none", "jwt"] = "none"
     jwks_url: str | None = None

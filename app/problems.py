@@ -103,6 +103,20 @@ class IdempotencyKeyInUse(DomainError):
         self.headers = {"Retry-After": "1"}
 
 
+class IdempotencyKeysExhausted(DomainError):
+    """The user holds MAX_IDEMPOTENCY_KEYS_PER_USER live idempotency records."""
+
+    status = HTTPStatus.TOO_MANY_REQUESTS
+
+    def __init__(self, limit: int, free_in: int) -> None:
+        super().__init__()
+        self.detail = (
+            f"A user can hold at most {limit} live Idempotency-Keys; the first expires in "
+            f"{free_in} s. Retry then, or create without a key."
+        )
+        self.headers = {"Retry-After": str(max(1, free_in))}
+
+
 class IdempotencyKeyReused(InvalidField):
     def __init__(self) -> None:
         super().__init__(

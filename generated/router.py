@@ -849,6 +849,9 @@ def create_router(
             '422': {
                 'model': ValidationProblem,
             },
+            '429': {
+                'model': Problem,
+            },
             '503': {
                 'model': Problem,
             },
@@ -910,6 +913,9 @@ def create_router(
             '422': {
                 'model': ValidationProblem,
             },
+            '429': {
+                'model': Problem,
+            },
             '503': {
                 'model': Problem,
             },
@@ -955,6 +961,9 @@ def create_router(
             '422': {
                 'model': ValidationProblem,
             },
+            '429': {
+                'model': Problem,
+            },
             '503': {
                 'model': Problem,
             },
@@ -987,6 +996,9 @@ def create_router(
             '422': {
                 'model': ValidationProblem,
             },
+            '429': {
+                'model': Problem,
+            },
             '503': {
                 'model': Problem,
             },
@@ -1018,6 +1030,9 @@ def create_router(
             },
             '422': {
                 'model': ValidationProblem,
+            },
+            '429': {
+                'model': Problem,
             },
             '503': {
                 'model': Problem,
@@ -1054,6 +1069,9 @@ def create_router(
             },
             '422': {
                 'model': ValidationProblem,
+            },
+            '429': {
+                'model': Problem,
             },
             '503': {
                 'model': Problem,
@@ -1110,6 +1128,9 @@ def create_router(
                 'model': ValidationProblem,
             },
             '428': {
+                'model': Problem,
+            },
+            '429': {
                 'model': Problem,
             },
             '503': {
@@ -1171,6 +1192,9 @@ def create_router(
             '428': {
                 'model': Problem,
             },
+            '429': {
+                'model': Problem,
+            },
             '503': {
                 'model': Problem,
             },
@@ -1225,6 +1249,9 @@ def create_router(
             '428': {
                 'model': Problem,
             },
+            '429': {
+                'model': Problem,
+            },
             '503': {
                 'model': Problem,
             },
@@ -1274,6 +1301,9 @@ def create_router(
                 'model': ValidationProblem,
             },
             '428': {
+                'model': Problem,
+            },
+            '429': {
                 'model': Problem,
             },
             '503': {

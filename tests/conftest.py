@@ -28,6 +28,10 @@ from tests.support.databases import execute, recreate_database
 
 # The session's database is migrated once, below; the apps the tests make serve it at once.
 os.environ["MIGRATE_ON_START"] = "false"
+# Tests share one app per process, and its budgets with it: the rate limits have tests of their own
+# (tests/test_rate_limits.py), with apps of their own.
+os.environ["RATE_LIMIT_READS"] = os.environ["RATE_LIMIT_WRITES"] = "off"
+os.environ["MAX_REQUESTS_IN_FLIGHT_PER_USER"] = "10000"
 
 
 async def truncate(database_url: str) -> None:

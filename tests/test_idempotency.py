@@ -10,8 +10,10 @@ import httpx
 import orjson
 import pytest
 
+from app.config import Settings
 from app.tasks.idempotency import fingerprint
 from generated.models import Task
+from tests.conftest import serving, truncate
 from tests.support.databases import connect
 
 KEY = "6f1c8a52-0d4e-4c5b-9f0e-2b7a3c9d1e84"
@@ -229,13 +231,17 @@ async def test_a_key_recorded_after_the_snapshot_is_found_by_the_next_attempt(
         assert await connection.fetchval("SELECT task_count FROM users WHERE id = 'alice'") == 1
 
 
-async def test_a_repeat_while_the_first_is_in_progress_is_409(
+async def test_a_repeat_while_the_first_is_in_progress_elsewhere_is_409(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
-    # Another write of the owner holds its row: the first create waits with its key's lock.
-    async with _a_create_waiting_with_its_key(client, database_url) as (first, watcher):
+    """The repeat reaches another instance of the service while the first create waits with its
+    key's lock: it is refused at once."""
+    async with (
+        _a_create_waiting_with_its_key(client, database_url) as (first, watcher),
+        serving(database_url) as another_instance,
+    ):
         assert await _advisory_locks(watcher) == 1
-        repeat = await _post(client, {"title": "Buy milk"})
+        repeat = await _post(another_instance, {"title": "Buy milk"})
         assert repeat.status_code == 409
         assert repeat.headers["retry-after"] == "1"
         assert repeat.json()["title"] == "Conflict"
@@ -243,6 +249,23 @@ async def test_a_repeat_while_the_first_is_in_progress_is_409(
     assert (await first).status_code == 201  # the other write ended; the first create went on
     later = await _post(client, {"title": "Buy milk"})
     assert later.headers["idempotent-replayed"] == "true"
+    assert await _count(database_url) == 2
+
+
+async def test_a_repeat_to_the_same_instance_waits_its_turn_and_is_replayed(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """In one instance the user's creates take turns: the repeat waits behind the first create,
+    holding no connection and no lock, and gets its answer."""
+    async with _a_create_waiting_with_its_key(client, database_url) as (first, watcher):
+        repeat = asyncio.create_task(_post(client, {"title": "Buy milk"}))
+        await asyncio.sleep(0.3)  # time for the repeat to reach the database, were it to
+        assert await _advisory_locks(watcher) == 1
+        assert not repeat.done()
+    assert (await first).status_code == 201
+    replayed = await repeat
+    assert replayed.status_code == 201
+    assert replayed.headers["idempotent-replayed"] == "true"
     assert await _count(database_url) == 2
 
 
@@ -316,3 +339,27 @@ async def test_a_replay_has_every_field_the_contract_has_now(
     gone = (await _post(client, {"title": "Buy milk"})).json()
     assert list(gone) == list(task)
     assert gone["updated_at"] is None  # the task is gone: nothing to take it from
+
+
+async def test_a_user_holds_a_bounded_number_of_live_keys(database_url: str) -> None:
+    """MAX_IDEMPOTENCY_KEYS_PER_USER: beyond it a new key is a 429 until the first expires; a
+    repeat of a held key is still replayed, a create without a key still made, another user
+    unaffected."""
+    await truncate(database_url)
+    settings = Settings(max_idempotency_keys_per_user=2, idempotency_ttl=2, _env_file=None)
+    async with serving(database_url, settings) as client:
+        for key in ("first", "second"):
+            assert (await _post(client, {"title": key}, key=key)).status_code == 201
+        refused = await _post(client, {"title": "third"}, key="third")
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "at most 2 live Idempotency-Keys" in refused.json()["detail"]
+        assert 1 <= int(refused.headers["retry-after"]) <= 2
+        assert await _count(database_url) == 2
+        replayed = await _post(client, {"title": "first"}, key="first")
+        assert replayed.headers["idempotent-replayed"] == "true"
+        unkeyed = await client.post("/users/alice/tasks", json={"title": "no key"})
+        assert unkeyed.status_code == 201
+        assert (await _post(client, {"title": "bob's"}, key="third", user="bob")).status_code == 201
+        await asyncio.sleep(2.1)  # the keys' lifetime
+        assert (await _post(client, {"title": "third"}, key="third")).status_code == 201

@@ -161,3 +161,33 @@ async def test_a_create_behind_complete_all_counts_itself(
     assert response.status_code == 201
     listed = await _agree(client, database_url)
     assert [t["is_completed"] for t in listed] == [True, True]
+
+
+async def test_creates_of_one_user_wait_for_the_row_one_at_a_time(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """Creates take their owner's turn like every other write: behind a lock on the owner's row,
+    one waits in the database holding a connection, the others wait holding none, and another
+    user's requests are served meanwhile."""
+    await create_task(client)
+    async with _another_writer(database_url, "SELECT") as watcher:
+        creates = [
+            asyncio.ensure_future(
+                client.post(
+                    "/users/alice/tasks",
+                    json={"title": f"queued {n}"},
+                    headers={"Idempotency-Key": f"key-{n}"} if n % 2 else None,
+                )
+            )
+            for n in range(6)
+        ]
+        for _ in range(200):
+            if await _waiting_for_a_lock(watcher):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # time for every create to reach the database, were it to
+        assert await _waiting_for_a_lock(watcher) == 1
+        assert (await create_task(client, "bob"))["user_id"] == "bob"
+        assert not any(create.done() for create in creates)
+    assert [(await create).status_code for create in creates] == [201] * 6
+    assert len(await _agree(client, database_url)) == 7

@@ -93,7 +93,10 @@ class IdempotencyKey(SQLModel, table=True):
     """The first answer to a create that carried an Idempotency-Key, kept for replays."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (Index("idempotency_keys_expires_at", "expires_at"),)
+    __table_args__ = (
+        Index("idempotency_keys_expires_at", "expires_at"),
+        Index("idempotency_keys_user_id_expires_at", "user_id", "expires_at"),
+    )
 
     user_id: str = Field(
         sa_column=Column(String(64), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)

@@ -15,7 +15,7 @@ import jwt
 from fastapi import Request
 
 from app.config import HMAC_ALGORITHMS, Settings
-from app.problems import Forbidden, Unauthorized
+from app.problems import DomainError, Forbidden, Unauthorized
 
 logger = logging.getLogger("app.http.auth")
 
@@ -123,9 +123,17 @@ class Authenticator:
 
 
 async def authorize(request: Request) -> None:
-    """Run before every secured operation in jwt mode: the token's subject must own the path."""
-    authenticator: Authenticator = request.state.authenticator
-    principal = await authenticator.authenticate(request.headers.get("authorization"))
+    """Run before every secured operation in jwt mode: the token's subject must own the path.
+
+    The rate limits (app/http/rate_limits.py) have verified the token already, to know whose
+    budget the request spends: their outcome is in the request's state."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        refusal: DomainError | None = getattr(request.state, "refusal", None)
+        if refusal is not None:
+            raise refusal
+        authenticator: Authenticator = request.state.authenticator
+        principal = await authenticator.authenticate(request.headers.get("authorization"))
     if principal.user_id != request.path_params.get("user_id"):
         raise Forbidden
     request.state.principal = principal

@@ -18,6 +18,7 @@ from app.db.startup import prepare_database
 from app.http.auth import Authenticator, Principal, authorize
 from app.http.contract import Contract
 from app.http.middleware import BodyGuard, Observe
+from app.http.rate_limits import RateLimits
 from app.observability.logs import access_lines
 from app.observability.metrics import sample_pool_periodically, serve_metrics
 from app.observability.telemetry import telemetry_config
@@ -56,6 +57,7 @@ def create_app(
         require_if_match=settings.require_if_match,
         idempotency_ttl=settings.idempotency_ttl,
         max_tasks_per_user=settings.max_tasks_per_user,
+        max_idempotency_keys_per_user=settings.max_idempotency_keys_per_user,
     )
 
     @asynccontextmanager
@@ -104,6 +106,7 @@ def create_app(
         app.add_api_route("/metrics", serve_metrics, methods=["GET"], name="metrics")
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)
+    app.add_middleware(RateLimits, settings=settings)
     if settings.cors_origins:
         # Browsers may send and read every header that the contract declares.
         app.add_middleware(

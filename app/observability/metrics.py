@@ -37,6 +37,10 @@ REQUESTS = Counter(
     "Requests answered, by the contract's operationId, method and status.",
     ["operation_id", "method", "status"],
 )
+RATE_LIMIT_STORAGE_FAILURES = Counter(
+    "rate_limit_storage_failures",
+    "Requests let through without a rate limit because its storage (Redis) was unreachable.",
+)
 DURATION = Histogram(
     "http_request_duration_seconds",
     "Time from a request's arrival to the end of its answer, by operationId.",

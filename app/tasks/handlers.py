@@ -58,6 +58,7 @@ class Policy:
     require_if_match: bool = False
     idempotency_ttl: float = 24 * 3600.0
     max_tasks_per_user: int = 10_000
+    max_idempotency_keys_per_user: int = 1_000
 
 
 class TaskHandlers(OperationHandlers):
@@ -128,7 +129,7 @@ class TaskHandlers(OperationHandlers):
         owner = {"user_id": user_id, "email": self.email, "max_tasks": limit}
         answer: Answer | None
         if idempotency_key is None:
-            row = await self.database.fetchrow(statements.CREATE, **owner, **request)
+            row = await self.database.fetchrow(statements.CREATE, turn=user_id, **owner, **request)
             answer = None if row is None else Answer(201, row["body"], row["location"], row["etag"])
         else:
             answer = await create_once(
@@ -137,6 +138,7 @@ class TaskHandlers(OperationHandlers):
                 request,
                 key=idempotency_key,
                 ttl=self.policy.idempotency_ttl,
+                max_keys=self.policy.max_idempotency_keys_per_user,
             )
         if answer is None:
             raise TaskLimitReached(limit)

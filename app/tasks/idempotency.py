@@ -5,7 +5,9 @@ A keyed create is one statement, so the task and its key are written together or
 1. a try-lock on (user, key), held until the statement ends: a repeat that arrives meanwhile gets
    a 409 at once instead of waiting;
 2. the lookup of a live answer for the key: a replay, or a 422 when the body differs;
-3. when there is none, the create (app/tasks/statements.py) and the record of its answer.
+3. when there is none, the create (app/tasks/statements.py) and the record of its answer, unless
+   the user already holds MAX_IDEMPOTENCY_KEYS_PER_USER live records: then a 429 until the
+   first of them expires.
 
 A create of the same key that committed after this statement began and before it took the lock
 is not in its lookup: its record then fails on the key's primary key, nothing is written, and the
@@ -28,7 +30,7 @@ import orjson
 
 from app.db.database import Database
 from app.db.sql import Statement
-from app.problems import IdempotencyKeyInUse, IdempotencyKeyReused
+from app.problems import IdempotencyKeyInUse, IdempotencyKeyReused, IdempotencyKeysExhausted
 from app.tasks.statements import INSERT_TASK, OWNER_COUNTS_NEW_TASK, TASK_COLUMNS, TASK_JSON
 
 # The key's own expired record is deleted (`replaced`) before the new one is inserted: `recorded`
@@ -45,8 +47,13 @@ stored AS (
     LEFT JOIN tasks ON tasks.id = stored.task_id AND tasks.user_id = :user_id
     WHERE stored.user_id = :user_id AND stored.key = :key AND stored.expires_at > now()
 ),
+keys_held AS (
+    SELECT count(*) AS live, min(expires_at) AS first_expiry FROM idempotency_keys
+    WHERE user_id = :user_id AND expires_at > now()
+),
 allowed AS (
     SELECT WHERE (SELECT held FROM key_lock) AND NOT EXISTS (SELECT FROM stored)
+        AND (SELECT live FROM keys_held) < :max_keys
 ),
 {OWNER_COUNTS_NEW_TASK},
 created AS (
@@ -73,7 +80,9 @@ recorded AS (
     FROM created
     WHERE (SELECT count(*) FROM replaced) >= 0
 )
-SELECT key_lock.held, answer.* FROM key_lock LEFT JOIN (
+SELECT key_lock.held, keys_held.live >= :max_keys AS keys_exhausted,
+    ceil(extract(epoch FROM keys_held.first_expiry - now()))::int AS keys_free_in, answer.*
+FROM key_lock, keys_held LEFT JOIN (
     SELECT NULL::bytea AS fingerprint, 201 AS status, body, location, etag, NULL AS task
     FROM created
     UNION ALL
@@ -113,14 +122,22 @@ async def create_once(
     *,
     key: str,
     ttl: float,
+    max_keys: int,
 ) -> Answer | None:
     """The answer to this keyed create, a replay or a new one; None when the create was refused
     (the owner's limit). `request` holds the body's values, `create` the statement's other
     arguments."""
-    arguments = {**create, **request, "key": key, "fingerprint": fingerprint(request), "ttl": ttl}
+    arguments = {
+        **create,
+        **request,
+        "key": key,
+        "fingerprint": fingerprint(request),
+        "ttl": ttl,
+        "max_keys": max_keys,
+    }
     for _ in range(ATTEMPTS):
         try:
-            row = await database.fetchrow(CREATE_ONCE, **arguments)
+            row = await database.fetchrow(CREATE_ONCE, turn=create["user_id"], **arguments)
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name != "idempotency_keys_pkey":
                 raise
@@ -129,6 +146,8 @@ async def create_once(
         if not row["held"]:
             raise IdempotencyKeyInUse
         if row["status"] is None:
+            if row["keys_exhausted"]:
+                raise IdempotencyKeysExhausted(max_keys, row["keys_free_in"])
             return None
         if row["fingerprint"] is not None and row["fingerprint"] != arguments["fingerprint"]:
             raise IdempotencyKeyReused
