@@ -117,6 +117,7 @@ smoke: install $(NODE_INSTALLED) ## Run the openapi-fetch flow against a live se
 
 bench: install ## Load 1M tasks and measure the service beside a bare asyncpg reference (wrk)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 	$(BIN)/python -m bench.run
 
 # Operations: the fault tests, each against PostgreSQL (and PgBouncer) processes of its own that it

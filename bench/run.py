@@ -11,6 +11,9 @@ then measures, in this order, what BENCH_SCENARIOS names (all of it by default):
 - `bulk`: complete all, reopen all and clear completed, one call at a time, on users with 1,000
   and 10,000 tasks.
 - `crafted_search`: searches crafted to be slow, one at a time, on a user with 10,000 tasks.
+- `rate_limits`: get one with one worker, rate limits off, in the worker's memory (the default)
+  and in a Redis server of the bench's own, in alternating rounds: what they cost per request.
+- `flood`: the others' traffic alone and while one user floods one operation (bench/flood.py).
 - `observability` (not by default): get one with one worker, with and without metrics, access
   log and traces, in alternating rounds.
 
@@ -26,9 +29,10 @@ import sys
 from datetime import UTC, datetime
 
 from bench import report
+from bench.flood import floods
 from bench.load import BULK_USERS, load, refill_bulk_users, sample_ids
 from bench.lone import bulk_calls, crafted_searches
-from bench.servers import ROOT, database_server, postmaster, serving
+from bench.servers import ROOT, database_server, postmaster, redis_server, serving
 from bench.wrk import metered_wrk, wrk
 from tests.support.databases import connect, recreate_database
 from tests.support.otlp import Collector
@@ -37,7 +41,7 @@ REPORTS = ROOT / "reports" / "bench"
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))  # one per core here
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 WRK_SCENARIOS = ("mixed", "get_one", "list", "counts", "create", "patch", "toggle", "search")
-DEFAULT = ("ratios", *WRK_SCENARIOS, "bulk", "crafted_search")
+DEFAULT = ("ratios", "rate_limits", *WRK_SCENARIOS, "bulk", "crafted_search", "flood")
 KNOWN = (*DEFAULT, "observability")
 
 
@@ -152,6 +156,18 @@ def main() -> int:
                 ("service", WORKERS, {}),
             ],
         )
+    if "rate_limits" in scenarios:
+        with redis_server(REPORTS) as redis:
+            runs += _rounds(
+                url,
+                database,
+                files,
+                [
+                    ("service-1w", 1, {}),
+                    ("1w-unlimited", 1, {"RATE_LIMIT_READS": "off", "RATE_LIMIT_WRITES": "off"}),
+                    ("1w-redis", 1, {"RATE_LIMIT_STORAGE_URL": redis.url}),
+                ],
+            )
     if wanted := [name for name in WRK_SCENARIOS if name in scenarios]:
         with serving("service", url, WORKERS) as (process, port):
             wrk(port, "get_one", 10, files)  # pools filled, code paths hot
@@ -171,6 +187,10 @@ def main() -> int:
                 lone += bulk_calls(port, url)
             if "crafted_search" in scenarios:
                 lone += crafted_searches(port)
+    if "flood" in scenarios:
+        with serving("service", url, WORKERS) as (process, port):
+            wrk(port, "get_one", 10, files)  # pools filled, code paths hot
+            runs += floods(process, database, port, files)
     if "observability" in scenarios:
         traced = {
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{Collector(keep=False).endpoint}/v1/traces",
@@ -196,7 +216,7 @@ def main() -> int:
         runs,
         lone,
         checks,
-        report.observability_costs(runs),
+        report.layer_costs(runs),
         settings={
             "when": when.isoformat(timespec="seconds"),
             "commit": _commit(),

@@ -119,6 +119,27 @@ local function mixed()
   return clear_completed()
 end
 
+-- One user's flood of one operation, the dearest they can send (bench/flood.py): as fast as its
+-- connections go, answered 429 beyond the user's budget.
+local function flood_search()
+  return wrk.format("GET", "/users/crafted-10k/tasks?limit=50&q=milk")
+end
+
+local function flood_page()
+  return wrk.format("GET", "/users/crafted-10k/tasks?limit=1000")
+end
+
+local function flood_bulk()
+  local state = math.random(2) == 1 and "true" or "false"
+  return wrk.format("PATCH", "/users/lone-10k/tasks", json, '{"is_completed":' .. state .. '}')
+end
+
+local function flood_create()
+  counter = counter + 1
+  return wrk.format("POST", "/users/flood-user/tasks", json,
+    '{"title":"Flood ' .. counter .. '","description":"' .. string.rep("x", 1000) .. '"}')
+end
+
 local generators = {
   mixed = mixed,
   get_one = get_one,
@@ -129,6 +150,10 @@ local generators = {
   toggle = toggle,
   delete = delete,
   search = search,
+  flood_search = flood_search,
+  flood_page = flood_page,
+  flood_bulk = flood_bulk,
+  flood_create = flood_create,
 }
 
 request = generators[scenario]

@@ -3,6 +3,7 @@
 import asyncio
 import getpass
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import psutil
 
 from app.db.embedded import DATA_DIR, start_embedded_postgres
 from tests.support.databases import connect
+from tests.support.redis import RedisServer
 from tests.support.servers import SERVICE, free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,3 +87,16 @@ def serving(
         )  # fmt: skip
     with running(command, env, port, ready_path="/users/u00001/tasks?limit=1", quiet=True) as p:
         yield p, port
+
+
+@contextmanager
+def redis_server(directory: Path) -> Iterator[RedisServer]:
+    """A Redis server of the bench's own (Debian's redis-server, which make bench installs)."""
+    if shutil.which("redis-server") is None:
+        raise SystemExit("redis-server is not installed (make bench installs it)")
+    server = RedisServer(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

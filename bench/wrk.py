@@ -14,6 +14,35 @@ from bench.servers import ROOT
 DURATION = os.environ.get("BENCH_DURATION", "10s")
 
 
+def started_wrk(
+    port: int,
+    scenario: str,
+    connections: int,
+    files: dict[str, str],
+    duration: str = DURATION,
+) -> "subprocess.Popen[str]":
+    """wrk running in the background; `finished` waits for it and reads its result."""
+    env = {**os.environ, **files, "SCENARIO": scenario}
+    threads = min(2, connections)
+    command = [
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}", "--timeout", "10s",
+        "-s", str(ROOT / "bench" / "scenario.lua"), f"http://127.0.0.1:{port}",
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finished(running: "subprocess.Popen[str]") -> dict[str, Any]:
+    stdout, stderr = running.communicate()
+    match = re.search(r"^RESULT (.*)$", stdout, re.MULTILINE)
+    if running.returncode or not match:
+        raise SystemExit(f"wrk failed ({running.returncode}):\n{stdout}\n{stderr}")
+    data: dict[str, Any] = json.loads(match.group(1))
+    data["requests_per_s"] = data["requests"] / data["seconds"]
+    return data
+
+
 def wrk(
     port: int,
     scenario: str,
@@ -21,18 +50,7 @@ def wrk(
     files: dict[str, str],
     duration: str = DURATION,
 ) -> dict[str, Any]:
-    env = {**os.environ, **files, "SCENARIO": scenario}
-    command = [
-        "wrk", "-t2", f"-c{connections}", f"-d{duration}", "--timeout", "10s",
-        "-s", str(ROOT / "bench" / "scenario.lua"), f"http://127.0.0.1:{port}",
-    ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    match = re.search(r"^RESULT (.*)$", done.stdout, re.MULTILINE)
-    if done.returncode or not match:
-        raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    data: dict[str, Any] = json.loads(match.group(1))
-    data["requests_per_s"] = data["requests"] / data["seconds"]
-    return data
+    return finished(started_wrk(port, scenario, connections, files, duration))
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -213,3 +213,20 @@ async def test_browsers_may_read_the_fields(database_url: str) -> None:
     }
     assert {"ratelimit", "ratelimit-policy", "retry-after"} <= exposed
     assert answer.headers["ratelimit-policy"] == '"reads";q=5;w=60'
+
+
+async def test_concurrent_requests_of_one_user_all_count_in_flight(
+    database_url: str, tmp_path: Path
+) -> None:
+    """With Redis, spending a budget waits on the network: requests of one user overlap there,
+    and each is counted in and out of flight exactly once."""
+    with redis_server(tmp_path) as redis:
+        settings = _settings(rate_limit_reads="1000/minute", rate_limit_storage_url=redis.url)
+        async with serving(database_url, settings) as client:
+            answers = await asyncio.gather(*(client.get("/users/alice/tasks") for _ in range(30)))
+            assert [answer.status_code for answer in answers] == [200] * 30
+            # Each reads what is left after its own spend, and maybe after others' since.
+            left = [_left(answer)[1] for answer in answers]
+            assert min(left) == 970
+            assert max(left) <= 999
+            assert (await client.get("/users/alice/tasks")).status_code == 200
