@@ -4,8 +4,8 @@ records (MAX_IDEMPOTENCY_KEYS_PER_USER) from it alone.
 Building it holds off keyed creates (a SHARE lock on idempotency_keys) for as long as the build
 takes: the table holds a day of keyed creates at most (IDEMPOTENCY_TTL), read in one pass.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-08
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
