@@ -54,9 +54,11 @@ class TaskPatch(BaseModel):
 
 class Task(BaseModel):
     id: UUID = Field(..., description='Made by the server.')
-    user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = Field(
-        ..., description='The owner.'
-    )
+    user_id: constr(
+        pattern=r'^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
+        min_length=1,
+        max_length=255,
+    ) = Field(..., description='The owner, as its identity provider names it.')
     title: constr(
         pattern=r'^[^\u0000]*[^\u0000\t\n\r ][^\u0000]*$', min_length=1, max_length=200
     ) = Field(

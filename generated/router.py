@@ -116,9 +116,10 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
         'path': {
             'properties': {
                 'user_id': {
-                    'maxLength': 64,
+                    'description': 'The owner, as its identity ' 'provider names it.',
+                    'maxLength': 255,
                     'minLength': 1,
-                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'pattern': '^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
                     'type': 'string',
                 }
             },
@@ -184,9 +185,10 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
         'path': {
             'properties': {
                 'user_id': {
-                    'maxLength': 64,
+                    'description': 'The owner, as its identity ' 'provider names it.',
+                    'maxLength': 255,
                     'minLength': 1,
-                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'pattern': '^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
                     'type': 'string',
                 }
             },
@@ -222,9 +224,10 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
                     'type': 'string',
                 },
                 'user_id': {
-                    'maxLength': 64,
+                    'description': 'The owner, as its identity ' 'provider names it.',
+                    'maxLength': 255,
                     'minLength': 1,
-                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'pattern': '^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
                     'type': 'string',
                 },
             },
@@ -241,9 +244,12 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
         'path': {
             'properties': {
                 'user_id': {
-                    'maxLength': 64,
+                    'description': 'The owner, as its '
+                    'identity provider names '
+                    'it.',
+                    'maxLength': 255,
                     'minLength': 1,
-                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'pattern': '^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
                     'type': 'string',
                 }
             },
@@ -299,9 +305,10 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
                     'type': 'string',
                 },
                 'user_id': {
-                    'maxLength': 64,
+                    'description': 'The owner, as its identity ' 'provider names it.',
+                    'maxLength': 255,
                     'minLength': 1,
-                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'pattern': '^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
                     'type': 'string',
                 },
             },
@@ -318,9 +325,10 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
         'path': {
             'properties': {
                 'user_id': {
-                    'maxLength': 64,
+                    'description': 'The owner, as its identity ' 'provider names it.',
+                    'maxLength': 255,
                     'minLength': 1,
-                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'pattern': '^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
                     'type': 'string',
                 }
             },
@@ -424,9 +432,12 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
                     'type': 'string',
                 },
                 'user_id': {
-                    'maxLength': 64,
+                    'description': 'The owner, as its '
+                    'identity provider names '
+                    'it.',
+                    'maxLength': 255,
                     'minLength': 1,
-                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'pattern': '^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
                     'type': 'string',
                 },
             },
@@ -459,9 +470,13 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
         'path': {
             'properties': {
                 'user_id': {
-                    'maxLength': 64,
+                    'description': 'The owner, as '
+                    'its identity '
+                    'provider names '
+                    'it.',
+                    'maxLength': 255,
                     'minLength': 1,
-                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'pattern': '^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
                     'type': 'string',
                 }
             },
@@ -497,9 +512,13 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
                     'type': 'string',
                 },
                 'user_id': {
-                    'maxLength': 64,
+                    'description': 'The owner, as '
+                    'its identity '
+                    'provider names '
+                    'it.',
+                    'maxLength': 255,
                     'minLength': 1,
-                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'pattern': '^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
                     'type': 'string',
                 },
             },
@@ -567,9 +586,10 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
                     'type': 'string',
                 },
                 'user_id': {
-                    'maxLength': 64,
+                    'description': 'The owner, as its identity ' 'provider names it.',
+                    'maxLength': 255,
                     'minLength': 1,
-                    'pattern': '^[A-Za-z0-9_-]+$',
+                    'pattern': '^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
                     'type': 'string',
                 },
             },
@@ -875,7 +895,11 @@ def create_router(
         q: Optional[
             constr(pattern=r'^[^\u0000]+$', min_length=1, max_length=100)
         ] = None,
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
+        user_id: constr(
+            pattern=r'^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
+            min_length=1,
+            max_length=255,
+        ) = ...,
     ) -> List[Task] | Response:
         return await get_handlers(request).list_tasks(
             limit=limit,
@@ -929,7 +953,11 @@ def create_router(
         idempotency_key: Optional[
             constr(pattern=r'^[\x21-\x7E]+$', min_length=1, max_length=255)
         ] = Header(None, alias='Idempotency-Key'),
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
+        user_id: constr(
+            pattern=r'^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
+            min_length=1,
+            max_length=255,
+        ) = ...,
         body: TaskInput = ...,
     ) -> Task | Response:
         return await get_handlers(request).create_task(
@@ -974,7 +1002,11 @@ def create_router(
     async def set_all_tasks_completion(
         request: Request,
         *,
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
+        user_id: constr(
+            pattern=r'^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
+            min_length=1,
+            max_length=255,
+        ),
         body: CompletionForAll = ...,
     ) -> UpdatedCount | Response:
         return await get_handlers(request).set_all_tasks_completion(
@@ -1010,7 +1042,11 @@ def create_router(
         request: Request,
         *,
         completed: QueryBoolean,
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
+        user_id: constr(
+            pattern=r'^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
+            min_length=1,
+            max_length=255,
+        ) = ...,
     ) -> DeletedCount | Response:
         return await get_handlers(request).delete_tasks(
             completed=completed,
@@ -1044,7 +1080,11 @@ def create_router(
     async def count_tasks(
         request: Request,
         *,
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64),
+        user_id: constr(
+            pattern=r'^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
+            min_length=1,
+            max_length=255,
+        ),
     ) -> TaskCounts | Response:
         return await get_handlers(request).count_tasks(
             user_id=user_id,
@@ -1089,7 +1129,11 @@ def create_router(
                 max_length=1024,
             )
         ] = Header(None, alias='If-None-Match'),
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
+        user_id: constr(
+            pattern=r'^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
+            min_length=1,
+            max_length=255,
+        ) = ...,
         task_id: UUID = ...,
     ) -> Task | Response:
         return await get_handlers(request).get_task(
@@ -1149,7 +1193,11 @@ def create_router(
                 max_length=1024,
             )
         ] = Header(None, alias='If-Match'),
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
+        user_id: constr(
+            pattern=r'^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
+            min_length=1,
+            max_length=255,
+        ) = ...,
         task_id: UUID = ...,
         body: TaskInput = ...,
     ) -> Task | Response:
@@ -1211,7 +1259,11 @@ def create_router(
                 max_length=1024,
             )
         ] = Header(None, alias='If-Match'),
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
+        user_id: constr(
+            pattern=r'^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
+            min_length=1,
+            max_length=255,
+        ) = ...,
         task_id: UUID = ...,
         body: TaskPatch = ...,
     ) -> Task | Response:
@@ -1268,7 +1320,11 @@ def create_router(
                 max_length=1024,
             )
         ] = Header(None, alias='If-Match'),
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
+        user_id: constr(
+            pattern=r'^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
+            min_length=1,
+            max_length=255,
+        ) = ...,
         task_id: UUID = ...,
     ) -> None:
         return await get_handlers(request).delete_task(
@@ -1322,7 +1378,11 @@ def create_router(
                 max_length=1024,
             )
         ] = Header(None, alias='If-Match'),
-        user_id: constr(pattern=r'^[A-Za-z0-9_-]+$', min_length=1, max_length=64) = ...,
+        user_id: constr(
+            pattern=r'^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$',
+            min_length=1,
+            max_length=255,
+        ) = ...,
         task_id: UUID = ...,
     ) -> Task | Response:
         return await get_handlers(request).toggle_task_completion(

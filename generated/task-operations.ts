@@ -10,8 +10,13 @@ export interface paths {
             header?: never;
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
             };
@@ -65,8 +70,13 @@ export interface paths {
             header?: never;
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
             };
@@ -92,8 +102,13 @@ export interface paths {
             header?: never;
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
                 /**
@@ -142,8 +157,13 @@ export interface paths {
             header?: never;
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
                 /**
@@ -254,7 +274,7 @@ export interface components {
              * @description Made by the server.
              */
             id: string;
-            /** @description The owner. */
+            /** @description The owner, as its identity provider names it. */
             user_id: string;
             /**
              * @description What is to be done. Not blank (at least one character other than space, tab, CR and LF); no NUL characters.
@@ -637,8 +657,13 @@ export interface components {
     };
     parameters: {
         /**
-         * @description The owner's opaque id from the identity provider.
-         * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+         * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+         *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+         *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+         *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+         *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+         *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+         * @example auth0|5f7c8ec7c33c6c004bbafe82
          */
         UserId: string;
         /**
@@ -737,14 +762,19 @@ export interface components {
          */
         IdempotentReplayed: "true";
         /**
-         * @description The URL of the created task.
-         * @example /users/user_2NNEqL2nrIRdJ194ndJqAHwEfxC/tasks/0b9f5a8e-3f4c-4d8a-9a53-2c1d6f0e7b11
+         * @description The URL of the created task, with the user id percent-encoded: use it
+         *     as it is. At most 815 characters (a 255-character id whose every
+         *     character is encoded).
+         * @example /users/auth0%7C5f7c8ec7c33c6c004bbafe82/tasks/0b9f5a8e-3f4c-4d8a-9a53-2c1d6f0e7b11
          */
         Location: string;
         /**
          * @description RFC 8288 link to the next page (`<URL>; rel="next"`), present only
-         *     while more tasks remain. The URL is relative to this server.
-         * @example </users/user_2NNEqL2nrIRdJ194ndJqAHwEfxC/tasks?limit=100&cursor=AAXqH1s7a0gLn1qOP0xNipotHW8OfrER>; rel="next"
+         *     while more tasks remain. The URL is relative to this server, with the
+         *     user id and every parameter percent-encoded: follow it as it is. At
+         *     most 2,083 characters (a 255-character id and a 100-character search
+         *     whose every character is encoded).
+         * @example </users/auth0%7C5f7c8ec7c33c6c004bbafe82/tasks?limit=100&cursor=AAXqH1s7a0gLn1qOP0xNipotHW8OfrER>; rel="next"
          */
         Link: string;
         /**
@@ -794,8 +824,13 @@ export interface operations {
             header?: never;
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
             };
@@ -814,7 +849,7 @@ export interface operations {
                      * @example [
                      *       {
                      *         "id": "0b9f5a8e-3f4c-4d8a-9a53-2c1d6f0e7b11",
-                     *         "user_id": "user_2NNEqL2nrIRdJ194ndJqAHwEfxC",
+                     *         "user_id": "auth0|5f7c8ec7c33c6c004bbafe82",
                      *         "title": "Buy milk",
                      *         "description": "Two litres, semi-skimmed.",
                      *         "is_completed": false,
@@ -853,8 +888,13 @@ export interface operations {
             };
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
             };
@@ -902,8 +942,13 @@ export interface operations {
             header?: never;
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
             };
@@ -938,8 +983,13 @@ export interface operations {
             header?: never;
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
             };
@@ -987,8 +1037,13 @@ export interface operations {
             header?: never;
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
             };
@@ -1035,8 +1090,13 @@ export interface operations {
             };
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
                 /**
@@ -1078,8 +1138,13 @@ export interface operations {
             };
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
                 /**
@@ -1124,8 +1189,13 @@ export interface operations {
             };
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
                 /**
@@ -1174,8 +1244,13 @@ export interface operations {
             };
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
                 /**
@@ -1231,8 +1306,13 @@ export interface operations {
             };
             path: {
                 /**
-                 * @description The owner's opaque id from the identity provider.
-                 * @example user_2NNEqL2nrIRdJ194ndJqAHwEfxC
+                 * @description The owner's opaque id from the identity provider (a token's `sub`): 1
+                 *     to 255 letters, digits and `_ - . | : @`, not starting with a dot (so
+                 *     never `.` or `..`); never `/`, `?`, `#`, `%`, spaces or control
+                 *     characters. One path segment: percent-encode it (`encodeURIComponent`),
+                 *     so that `auth0|5f7c8ec7c33c6c004bbafe82` is
+                 *     `auth0%7C5f7c8ec7c33c6c004bbafe82`.
+                 * @example auth0|5f7c8ec7c33c6c004bbafe82
                  */
                 user_id: components["parameters"]["UserId"];
                 /**

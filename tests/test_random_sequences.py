@@ -17,7 +17,7 @@ from generated.models import Task
 from tests.conftest import LINK
 from tests.support.databases import connect
 
-USERS = ("alice", "bob")
+USERS = ("alice", "auth0|5f7c8ec7c33c6c004bbafe82")  # ids as identity providers issue them
 WORDS = ("milk", "Bread", "call MUM", "50% off", "file_name", "dentist", "tax return")
 TICK = timedelta(microseconds=1)
 
@@ -167,7 +167,8 @@ class Steps:
         assert response.status_code == 201, response.text
         created = response.json()
         assert response.headers["etag"] == '"1"'
-        assert response.headers["location"] == f"/users/{user}/tasks/{created['id']}"
+        location = f"/users/{quote(user, safe='')}/tasks/{created['id']}"
+        assert response.headers["location"] == location
         assert created["is_completed"] is body.get("is_completed", False)
         assert (created["completed_at"] is not None) is created["is_completed"]
         assert created["updated_at"] == created["created_at"]

@@ -123,5 +123,6 @@ async def test_the_keys_of_the_previous_release_still_replay(upgraded_url: str) 
             )
             assert response.status_code == 201, response.text
             assert response.headers["idempotent-replayed"] == "true"
+            assert response.headers["location"] == key["location"]  # as that release gave it
             replayed = response.json()
             assert {name: replayed[name] for name in stored} == stored

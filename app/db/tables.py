@@ -21,7 +21,10 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-USER_ID_CHECK = "char_length(id) BETWEEN 1 AND 64 AND id ~ '^[A-Za-z0-9_-]+$'"
+# The contract's UserId: the subjects identity providers issue.
+USER_ID_CHECK = (
+    "char_length(id) BETWEEN 1 AND 255 AND id ~ '^[A-Za-z0-9_|:@-][A-Za-z0-9_.|:@-]{0,254}$'"
+)
 
 
 class User(SQLModel, table=True):
@@ -34,7 +37,7 @@ class User(SQLModel, table=True):
         ),
     )
 
-    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    id: str = Field(sa_column=Column(String(255), primary_key=True))
     email: str | None = Field(default=None, sa_column=Column(String(320), nullable=True))
     # Move in the statements that write the user's tasks: the per-user limit, and the counts.
     task_count: int = Field(sa_column=Column(Integer, nullable=False, server_default=text("0")))
@@ -69,7 +72,7 @@ class Task(SQLModel, table=True):
         sa_column=Column(Uuid, primary_key=True, server_default=text("gen_random_uuid()"))
     )
     user_id: str = Field(
-        sa_column=Column(String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+        sa_column=Column(String(255), ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     )
     title: str = Field(sa_column=Column(String(200), nullable=False))
     description: str | None = Field(default=None, sa_column=Column(String(1000), nullable=True))
@@ -99,13 +102,14 @@ class IdempotencyKey(SQLModel, table=True):
     )
 
     user_id: str = Field(
-        sa_column=Column(String(64), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+        sa_column=Column(String(255), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     )
     key: str = Field(sa_column=Column(String(255), primary_key=True))
     fingerprint: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     status: int = Field(sa_column=Column(SmallInteger, nullable=False))
     body: str = Field(sa_column=Column(Text, nullable=False))
-    location: str = Field(sa_column=Column(String(256), nullable=False))
+    # The contract's Location: at most 815 characters, the longest id percent-encoded whole.
+    location: str = Field(sa_column=Column(String(815), nullable=False))
     etag: str = Field(sa_column=Column(String(64), nullable=False))
     # The created task, whose fields a replay takes when the contract's Task gained one since.
     task_id: UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))

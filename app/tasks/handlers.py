@@ -19,6 +19,7 @@ from app.tasks import statements
 from app.tasks.idempotency import Answer, create_once
 from app.tasks.listing import Listing
 from app.tasks.preconditions import etag, not_modified, writable_versions
+from app.tasks.urls import tasks_url
 from generated.handlers import OperationHandlers
 from generated.models import (
     CompletionForAll,
@@ -126,7 +127,12 @@ class TaskHandlers(OperationHandlers):
     ) -> Task | Response:
         request = _given(body)
         limit = self.policy.max_tasks_per_user
-        owner = {"user_id": user_id, "email": self.email, "max_tasks": limit}
+        owner = {
+            "user_id": user_id,
+            "email": self.email,
+            "max_tasks": limit,
+            "tasks_url": tasks_url(user_id),
+        }
         answer: Answer | None
         if idempotency_key is None:
             row = await self.database.fetchrow(statements.CREATE, turn=user_id, **owner, **request)

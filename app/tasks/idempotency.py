@@ -33,12 +33,15 @@ from app.db.sql import Statement
 from app.problems import IdempotencyKeyInUse, IdempotencyKeyReused, IdempotencyKeysExhausted
 from app.tasks.statements import INSERT_TASK, OWNER_COUNTS_NEW_TASK, TASK_COLUMNS, TASK_JSON
 
-# The key's own expired record is deleted (`replaced`) before the new one is inserted: `recorded`
-# reads `replaced`, which makes it run first. A live record that the lookup missed makes the insert
-# fail on the primary key.
+# The lock's name spells the user's id with its length first, then the key: no other (user, key)
+# spells the same, whatever characters the two hold (an id may hold `:`, a key any visible
+# character). The key's own expired record is deleted (`replaced`) before the new one is inserted:
+# `recorded` reads `replaced`, which makes it run first. A live record that the lookup missed makes
+# the insert fail on the primary key.
 CREATE_ONCE = Statement(f"""
 WITH key_lock AS (
-    SELECT pg_try_advisory_xact_lock(hashtextextended(:user_id || ':' || :key, 0)) AS held
+    SELECT pg_try_advisory_xact_lock(hashtextextended(
+        char_length(:user_id::text) || ':' || :user_id || ':' || :key, 0)) AS held
 ),
 stored AS (
     SELECT stored.fingerprint, stored.status, stored.body, stored.location, stored.etag,

@@ -25,6 +25,7 @@ import orjson
 from app.db.sql import Statement
 from app.problems import CursorOfAnotherListing
 from app.tasks.statements import TASK_COLUMNS
+from app.tasks.urls import tasks_url
 
 
 def contains(text: str) -> str:
@@ -115,7 +116,7 @@ class Listing:
         if self.order is not None:
             params["order"] = self.order
         params |= {f.name: f.to_query(value) for f, value in self._given()}
-        return f"/users/{self.user_id}/tasks?{urlencode(params, quote_via=quote)}"
+        return f"{tasks_url(self.user_id)}?{urlencode(params, quote_via=quote)}"
 
     # Cursors: 24 bytes of position (microseconds since the epoch, the task's id), a 3-byte mark
     # that says the cursor is one of ours, and a 3-byte check of the listing it belongs to: 40

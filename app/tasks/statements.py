@@ -80,12 +80,13 @@ OWNER_COUNTS_NEW_TASK = """owner AS (
     WHERE users.task_count < :max_tasks
     RETURNING id
 )"""
+# The new task's URL is `:tasks_url` (app/tasks/urls.py: the owner's id percent-encoded) and its id.
 INSERT_TASK = f"""
 INSERT INTO tasks (user_id, {", ".join(GIVEN_COLUMNS)}, is_completed, completed_at)
 SELECT id, {", ".join(f":{column}" for column in GIVEN_COLUMNS)}, :is_completed::boolean,
     CASE WHEN :is_completed::boolean THEN now() END
 FROM owner
-RETURNING {TASK_JSON} AS body, '/users/' || tasks.user_id || '/tasks/' || tasks.id AS location,
+RETURNING {TASK_JSON} AS body, :tasks_url::text || '/' || tasks.id AS location,
     {ETAG} AS etag, tasks.id AS task_id"""
 
 CREATE = Statement(f"""

@@ -14,7 +14,8 @@ import {
 import type { Task } from "../.build/hey-api/types.gen";
 
 client.setConfig({ baseUrl: "https://tasks.example", auth: () => "a-token" });
-const path = { user_id: "alice" };
+// The SDK percent-encodes path parameters: `google-oauth2%7C104356789012345678901` in the URL.
+const path = { user_id: "google-oauth2|104356789012345678901" };
 
 export async function flow(): Promise<Task[]> {
   const created = await createTask({ path, body: { title: "Buy milk" } });

@@ -1,6 +1,7 @@
 // The frontend's whole flow with openapi-fetch over the committed openapi-typescript types,
 // written as a frontend developer would. `make smoke` runs it against a live service:
-//   BASE_URL=http://127.0.0.1:8000 TOKEN=<jwt for USER_ID> USER_ID=alice node dist/flows/openapi-fetch.js
+//   BASE_URL=http://127.0.0.1:8000 TOKEN=<jwt for USER_ID> USER_ID='auth0|5f7c8ec7c33c6c004bbafe82' \
+//     node dist/flows/openapi-fetch.js
 import createClient from "openapi-fetch";
 
 import type { components, paths } from "../../generated/task-operations";
@@ -8,7 +9,10 @@ import type { components, paths } from "../../generated/task-operations";
 type Task = components["schemas"]["Task"];
 
 const baseUrl = process.env.BASE_URL ?? "http://127.0.0.1:8000";
-const userId = process.env.USER_ID ?? "alice";
+// The token's subject, as the identity provider issued it; openapi-fetch percent-encodes it in
+// paths, and the service's Location and Link spell it the same way.
+const userId = process.env.USER_ID ?? "auth0|5f7c8ec7c33c6c004bbafe82";
+const tasksUrl = `/users/${encodeURIComponent(userId)}/tasks`;
 const headers: Record<string, string> = process.env.TOKEN
   ? { Authorization: `Bearer ${process.env.TOKEN}` }
   : {};
@@ -34,7 +38,7 @@ const created = await create();
 check(created.data, `create answered ${created.response.status}`);
 const milk: Task = created.data;
 check(milk.is_completed === false && milk.completed_at === null, "a new task is open");
-check(created.response.headers.get("Location") === `/users/${userId}/tasks/${milk.id}`, "Location");
+check(created.response.headers.get("Location") === `${tasksUrl}/${milk.id}`, "Location");
 const retried = await create();
 check(retried.response.headers.get("Idempotent-Replayed") === "true", "the retry is a replay");
 check(retried.data?.id === milk.id, "the retry made no second task");
@@ -69,7 +73,9 @@ for (;;) {
     break;
   }
   // Link is relative to the API's base URL; its query carries the filter and the cursor.
-  const query = Object.fromEntries(new URL(next, baseUrl).searchParams);
+  const nextUrl = new URL(next, baseUrl);
+  check(nextUrl.pathname === tasksUrl, `Link names the user's tasks: ${next}`);
+  const query = Object.fromEntries(nextUrl.searchParams);
   page = await client.GET("/users/{user_id}/tasks", {
     params: {
       path,

@@ -14,18 +14,21 @@ import {
 
 axios.defaults.baseURL = "https://tasks.example";
 axios.defaults.headers.common.Authorization = "Bearer a-token";
+// orval puts path parameters into its URLs as they are: `someone%40example.com`, encoded as
+// every generated client that encodes spells it (the service reads `@` and `%40` alike).
+const userId = encodeURIComponent("someone@example.com");
 
 export async function flow(): Promise<Task[]> {
-  const { data: task, headers } = await createTask("alice", { title: "Buy milk" });
+  const { data: task, headers } = await createTask(userId, { title: "Buy milk" });
   const location: unknown = headers["location"];
 
-  const { data: done } = await listTasks("alice", { completed: true, order: "newest", limit: 10 });
+  const { data: done } = await listTasks(userId, { completed: true, order: "newest", limit: 10 });
   const first: Task | undefined = done[0];
-  const left: number = (await countTasks("alice")).data.open;
-  const updated: number = (await setAllTasksCompletion("alice", { is_completed: true })).data.updated;
+  const left: number = (await countTasks(userId)).data.open;
+  const updated: number = (await setAllTasksCompletion(userId, { is_completed: true })).data.updated;
 
   try {
-    await getTask("alice", task.id);
+    await getTask(userId, task.id);
   } catch (error) {
     if (axios.isAxiosError<Problem>(error) && error.response?.status === 404) {
       const detail: string = error.response.data.detail;
@@ -33,7 +36,7 @@ export async function flow(): Promise<Task[]> {
     }
   }
   try {
-    await createTask("alice", { title: "" });
+    await createTask(userId, { title: "" });
   } catch (error) {
     if (axios.isAxiosError<ValidationProblem>(error) && error.response?.status === 422) {
       const field: string | undefined = error.response.data.errors[0]?.field;

@@ -10,7 +10,7 @@ from tests.support.servers import jwt_mode, service
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOW = ROOT / "clients" / "dist" / "clients" / "flows" / "openapi-fetch.js"
-SMOKE_USER = "smoke-user"
+SMOKE_USER = "auth0|smoke-user"  # a subject as Auth0 issues them
 
 
 def main() -> int:
