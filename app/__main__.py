@@ -4,7 +4,9 @@ import logging.config
 import os
 import sys
 
-from app.config import get_settings
+from pydantic import ValidationError
+
+from app.config import Settings, describe_invalid, get_settings
 from app.db.embedded import start_embedded_postgres
 from app.db.migrate import upgrade
 from app.http.server import serve
@@ -37,17 +39,26 @@ def _migrate() -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    logging.config.dictConfig(log_config(get_settings().log_level))
-    command = argv[1] if len(argv) > 1 else "serve"
-    if command == "migrate":
-        return _migrate()
-    if command != "serve":
-        print("usage: python -m app [serve|migrate]", file=sys.stderr)
-        return 2
+def _serve(settings: Settings) -> int:
     _database_url()
     serve(get_settings())  # applies the migrations itself, once the database answers
     return 0
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "serve"
+    if command not in ("serve", "migrate"):
+        print("usage: python -m app [serve|migrate]", file=sys.stderr)
+        return 2
+    try:
+        settings = get_settings()
+    except ValidationError as error:  # one line, without the values: a secret may be among them
+        print(f"{command}: the settings are not valid: {describe_invalid(error)}", file=sys.stderr)
+        return 2
+    logging.config.dictConfig(log_config(settings.log_level))
+    if command == "migrate":
+        return _migrate()
+    return _serve(settings)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import ssl
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -12,6 +12,7 @@ HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 )
+MIN_SECRET_BYTES = 32  # an HS256 key is no stronger than its bytes of randomness (RFC 7518 3.2)
 
 # libpq's sslmode values, as asyncpg's `ssl` argument understands them.
 _SSL_MODES: dict[str, Any] = {"disable": False, "allow": "allow", "prefer": "prefer"}
@@ -55,8 +56,10 @@ class Settings(BaseSettings):
     jwt_algorithms: Annotated[list[str], NoDecode] = []
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    jwt_verify_issuer: bool = True  # false: tokens of any issuer (JWT_ISSUER unset)
+    jwt_verify_audience: bool = True  # false: tokens for any audience (JWT_AUDIENCE unset)
     jwt_leeway: int = Field(default=30, ge=0, le=60)
-    jwks_refresh_cooldown: float = Field(default=60.0, gt=0, le=60)
+    jwks_refresh_cooldown: float = Field(default=60.0, ge=1, le=60)
 
     @field_validator("cors_origins", "jwt_algorithms", mode="before")
     @classmethod
@@ -78,12 +81,51 @@ class Settings(BaseSettings):
         if unknown := set(self.jwt_algorithms) - family:
             source = "JWKS_URL" if self.jwks_url else "JWT_SECRET"
             raise ValueError(f"JWT_ALGORITHMS {sorted(unknown)} cannot be used with {source}")
+        if self.jwt_secret is not None:
+            size = len(self.jwt_secret.get_secret_value().encode())
+            if size < MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"JWT_SECRET has {size} bytes; it needs at least {MIN_SECRET_BYTES} random"
+                    " bytes (openssl rand -base64 32)"
+                )
+        checks = [
+            ("JWT_ISSUER", "iss", self.jwt_issuer, self.jwt_verify_issuer),
+            ("JWT_AUDIENCE", "aud", self.jwt_audience, self.jwt_verify_audience),
+        ]
+        if missing := [
+            (name, claim) for name, claim, value, check in checks if check and not value
+        ]:
+            names = " and ".join(name for name, _ in missing)
+            claims = " and ".join(claim for _, claim in missing)
+            waivers = " and ".join(f"{_waiver(name)}=false" for name, _ in missing)
+            raise ValueError(
+                f"AUTH_MODE=jwt needs {names}, which every token's {claims} must match"
+                f" (or {waivers} to accept any)"
+            )
+        for name, _, value, check in checks:
+            if value and not check:
+                raise ValueError(f"{name} is set and {_waiver(name)}=false: keep one of them")
         return self
+
+
+def _waiver(name: str) -> str:
+    """The setting that turns a claim's check off: JWT_ISSUER's is JWT_VERIFY_ISSUER."""
+    return name.replace("JWT_", "JWT_VERIFY_")
 
 
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """What is wrong with the settings, on one line and without their values (secrets)."""
+    problems = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        name = "_".join(str(part) for part in item["loc"]).upper()
+        problems.append(f"{name}: {message}" if name else message)
+    return "; ".join(problems)
 
 
 def asyncpg_url(database_url: str) -> tuple[URL, dict[str, Any]]:
