@@ -1,16 +1,25 @@
 """`python -m app serve|migrate`: what `make run` and `make migrate` call."""
 
+import logging
 import logging.config
 import os
 import sys
 
 from pydantic import ValidationError
 
-from app.config import Settings, describe_invalid, get_settings
+from app.config import (
+    Settings,
+    describe_invalid,
+    get_settings,
+    is_loopback,
+    unauthenticated_exposure,
+)
 from app.db.embedded import start_embedded_postgres
 from app.db.migrate import upgrade
 from app.http.server import serve
 from app.observability.logs import describe, log_config
+
+logger = logging.getLogger("app")
 
 
 def _database_url() -> str:
@@ -40,6 +49,15 @@ def _migrate() -> int:
 
 
 def _serve(settings: Settings) -> int:
+    if refusal := unauthenticated_exposure(settings):
+        print(f"serve: not started: {refusal}", file=sys.stderr)
+        return 2
+    if settings.auth_mode == "none" and not is_loopback(settings.host):
+        logger.warning(
+            "AUTH_MODE=none on HOST=%s: no authentication, the path's user id is trusted from"
+            " any client",
+            settings.host,
+        )
     _database_url()
     serve(get_settings())  # applies the migrations itself, once the database answers
     return 0

@@ -1,5 +1,6 @@
 """Settings from the environment and `.env`."""
 
+import ipaddress
 import ssl
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
@@ -126,6 +127,29 @@ def describe_invalid(error: ValidationError) -> str:
         name = "_".join(str(part) for part in item["loc"]).upper()
         problems.append(f"{name}: {message}" if name else message)
     return "; ".join(problems)
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address that only this machine can reach: 127.0.0.0/8, ::1, localhost."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost, or "" (every interface)
+        return False
+
+
+def unauthenticated_exposure(settings: Settings) -> str | None:
+    """Why the service must not serve as configured: an AUTH_MODE left unset on an address that
+    other machines reach would trust the path's user id from anyone. None when it may serve."""
+    if settings.auth_mode != "none" or is_loopback(settings.host):
+        return None
+    if "auth_mode" in settings.model_fields_set:
+        return None
+    return (
+        f"HOST={settings.host} is reachable from other machines and AUTH_MODE is unset: set"
+        " AUTH_MODE=jwt, or AUTH_MODE=none to serve without authentication"
+    )
 
 
 def asyncpg_url(database_url: str) -> tuple[URL, dict[str, Any]]:

@@ -1,16 +1,24 @@
 """Settings: DATABASE_URL as Neon's console hands it out, converted for asyncpg; what jwt mode
-requires; and invalid settings refused at start, in one line."""
+requires; and the refusals at start, in one line: an unauthenticated service on an address that
+other machines reach, or invalid authentication settings."""
 
 import os
 import ssl
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
-from app.config import Settings, asyncpg_url, describe_invalid
-from tests.support.servers import ROOT, SERVICE, free_port
+from app.config import (
+    Settings,
+    asyncpg_url,
+    describe_invalid,
+    is_loopback,
+    unauthenticated_exposure,
+)
+from tests.support.servers import ROOT, SERVICE, free_port, running
 
 NEON = (
     "postgresql://alex:s3cret@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech/neondb"
@@ -159,6 +167,46 @@ def test_errors_are_described_in_one_line_without_the_values() -> None:
     assert "\n" not in described
 
 
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("::1", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("10.0.0.5", False),
+        ("tasks.internal", False),
+    ],
+)
+def test_loopback_addresses(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_an_unset_auth_mode_is_refused_on_an_address_other_machines_reach() -> None:
+    refusal = unauthenticated_exposure(Settings(host="0.0.0.0", _env_file=None))
+    assert refusal is not None
+    assert "HOST=0.0.0.0" in refusal
+    assert "AUTH_MODE=jwt" in refusal
+    assert "AUTH_MODE=none" in refusal
+    assert unauthenticated_exposure(Settings(_env_file=None)) is None  # 127.0.0.1
+    explicit = Settings(host="0.0.0.0", auth_mode="none", _env_file=None)
+    assert unauthenticated_exposure(explicit) is None
+
+
+def test_an_auth_mode_from_the_environment_counts_as_explicit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.delenv("AUTH_MODE", raising=False)
+    assert unauthenticated_exposure(Settings(_env_file=None)) is not None
+    monkeypatch.setenv("AUTH_MODE", "none")
+    assert unauthenticated_exposure(Settings(_env_file=None)) is None
+
+
 def _serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m app serve` with the given settings on a free port, and no .env file."""
     environment = {
@@ -170,6 +218,17 @@ def _serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         SERVICE, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60
     )
+
+
+def test_the_service_refuses_to_serve_everyone_unauthenticated_by_default(
+    tmp_path: Path,
+) -> None:
+    result = _serve(tmp_path, HOST="0.0.0.0", DATABASE_URL="postgresql://u@127.0.0.1:1/db")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "serve: not started: HOST=0.0.0.0 is reachable from other machines and AUTH_MODE is"
+        " unset: set AUTH_MODE=jwt, or AUTH_MODE=none to serve without authentication"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -193,3 +252,18 @@ def test_invalid_auth_settings_stop_the_start_with_one_line(
     [line] = result.stderr.splitlines()
     assert line.startswith(f"serve: the settings are not valid: {reason}")
     assert "twenty-bytes-secret!" not in line
+
+
+def test_an_explicit_none_serves_everyone_with_one_warning(
+    database_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "service.log"
+    port = free_port()
+    env = {"HOST": "0.0.0.0", "AUTH_MODE": "none", "DATABASE_URL": database_url}
+    with running(SERVICE, env, port, log=log):
+        response = httpx.get(f"http://127.0.0.1:{port}/users/alice/tasks")
+        assert response.status_code == 200
+    warnings = [line for line in log.read_text().splitlines() if "AUTH_MODE=none" in line]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("WARNING ")
+    assert "HOST=0.0.0.0" in warnings[0]
