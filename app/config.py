@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     log_level: str = "info"
     access_log: bool = True
     metrics: bool = True  # GET /metrics
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # unset: on the API's port
+    metrics_host: str | None = None  # unset: HOST
     cors_origins: Annotated[list[str], NoDecode] = []
     db_pool_size: int = Field(default=8, ge=1, le=500)
     db_pool_timeout: float = Field(default=5.0, gt=0)
@@ -68,6 +70,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _check_metrics_port(self) -> Self:
+        same_host = self.metrics_host in (None, self.host)
+        if self.metrics_port == self.port and same_host:
+            raise ValueError(f"METRICS_PORT must differ from PORT ({self.port})")
+        return self
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:

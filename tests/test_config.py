@@ -154,6 +154,14 @@ def test_a_secret_needs_32_bytes(secret: str, accepted: bool) -> None:
         settings()
 
 
+def test_the_metrics_port_differs_from_the_apis() -> None:
+    with pytest.raises(ValidationError, match="METRICS_PORT must differ from PORT"):
+        Settings(port=8000, metrics_port=8000, _env_file=None)
+    elsewhere = Settings(port=8000, metrics_port=8000, metrics_host="10.0.0.5", _env_file=None)
+    assert elsewhere.metrics_port == 8000
+    assert Settings(_env_file=None).metrics_port is None
+
+
 def test_errors_are_described_in_one_line_without_the_values() -> None:
     with pytest.raises(ValidationError) as raised:
         Settings(auth_mode="jwt", jwt_secret="short-and-secret", port=70000, _env_file=None)

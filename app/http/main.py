@@ -104,7 +104,7 @@ def create_app(
     create_router(get_handlers, authorize if jwt_mode else None, router=app.router)
     contract = Contract()
     contract.install_routes(app)
-    if settings.metrics:
+    if settings.metrics and settings.metrics_port is None:  # else on a port of its own (server.py)
         app.add_api_route("/metrics", serve_metrics, methods=["GET"], name="metrics")
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)
