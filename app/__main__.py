@@ -1,14 +1,25 @@
 """`python -m app serve|migrate`: what `make run` and `make migrate` call."""
 
+import logging
 import logging.config
 import os
 import sys
 
-from app.config import get_settings
+from pydantic import ValidationError
+
+from app.config import (
+    Settings,
+    describe_invalid,
+    get_settings,
+    is_loopback,
+    unauthenticated_exposure,
+)
 from app.db.embedded import start_embedded_postgres
 from app.db.migrate import upgrade
 from app.http.server import serve
 from app.observability.logs import describe, log_config
+
+logger = logging.getLogger("app")
 
 
 def _database_url() -> str:
@@ -37,17 +48,35 @@ def _migrate() -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    logging.config.dictConfig(log_config(get_settings().log_level))
-    command = argv[1] if len(argv) > 1 else "serve"
-    if command == "migrate":
-        return _migrate()
-    if command != "serve":
-        print("usage: python -m app [serve|migrate]", file=sys.stderr)
+def _serve(settings: Settings) -> int:
+    if refusal := unauthenticated_exposure(settings):
+        print(f"serve: not started: {refusal}", file=sys.stderr)
         return 2
+    if settings.auth_mode == "none" and not is_loopback(settings.host):
+        logger.warning(
+            "AUTH_MODE=none on HOST=%s: no authentication, the path's user id is trusted from"
+            " any client",
+            settings.host,
+        )
     _database_url()
     serve(get_settings())  # applies the migrations itself, once the database answers
     return 0
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "serve"
+    if command not in ("serve", "migrate"):
+        print("usage: python -m app [serve|migrate]", file=sys.stderr)
+        return 2
+    try:
+        settings = get_settings()
+    except ValidationError as error:  # one line, without the values: a secret may be among them
+        print(f"{command}: the settings are not valid: {describe_invalid(error)}", file=sys.stderr)
+        return 2
+    logging.config.dictConfig(log_config(settings.log_level))
+    if command == "migrate":
+        return _migrate()
+    return _serve(settings)
 
 
 if __name__ == "__main__":

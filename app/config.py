@@ -1,10 +1,11 @@
 """Settings from the environment and `.env`."""
 
+import ipaddress
 import ssl
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -12,6 +13,7 @@ HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 )
+MIN_SECRET_BYTES = 32  # an HS256 key is no stronger than its bytes of randomness (RFC 7518 3.2)
 
 # libpq's sslmode values, as asyncpg's `ssl` argument understands them.
 _BUDGET = r"^(off|[1-9][0-9]{0,8}/(second|minute|hour))$"
@@ -29,6 +31,8 @@ class Settings(BaseSettings):
     log_level: str = "info"
     access_log: bool = True
     metrics: bool = True  # GET /metrics
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # unset: on the API's port
+    metrics_host: str | None = None  # unset: HOST
     cors_origins: Annotated[list[str], NoDecode] = []
     db_pool_size: int = Field(default=8, ge=1, le=500)
     db_pool_timeout: float = Field(default=5.0, gt=0)
@@ -64,8 +68,10 @@ class Settings(BaseSettings):
     jwt_algorithms: Annotated[list[str], NoDecode] = []
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    jwt_verify_issuer: bool = True  # false: tokens of any issuer (JWT_ISSUER unset)
+    jwt_verify_audience: bool = True  # false: tokens for any audience (JWT_AUDIENCE unset)
     jwt_leeway: int = Field(default=30, ge=0, le=60)
-    jwks_refresh_cooldown: float = Field(default=60.0, gt=0, le=60)
+    jwks_refresh_cooldown: float = Field(default=60.0, ge=1, le=60)
 
     @field_validator("cors_origins", "jwt_algorithms", mode="before")
     @classmethod
@@ -73,6 +79,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _check_metrics_port(self) -> Self:
+        same_host = self.metrics_host in (None, self.host)
+        if self.metrics_port == self.port and same_host:
+            raise ValueError(f"METRICS_PORT must differ from PORT ({self.port})")
+        return self
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:
@@ -87,12 +100,74 @@ class Settings(BaseSettings):
         if unknown := set(self.jwt_algorithms) - family:
             source = "JWKS_URL" if self.jwks_url else "JWT_SECRET"
             raise ValueError(f"JWT_ALGORITHMS {sorted(unknown)} cannot be used with {source}")
+        if self.jwt_secret is not None:
+            size = len(self.jwt_secret.get_secret_value().encode())
+            if size < MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"JWT_SECRET has {size} bytes; it needs at least {MIN_SECRET_BYTES} random"
+                    " bytes (openssl rand -base64 32)"
+                )
+        checks = [
+            ("JWT_ISSUER", "iss", self.jwt_issuer, self.jwt_verify_issuer),
+            ("JWT_AUDIENCE", "aud", self.jwt_audience, self.jwt_verify_audience),
+        ]
+        if missing := [
+            (name, claim) for name, claim, value, check in checks if check and not value
+        ]:
+            names = " and ".join(name for name, _ in missing)
+            claims = " and ".join(claim for _, claim in missing)
+            waivers = " and ".join(f"{_waiver(name)}=false" for name, _ in missing)
+            raise ValueError(
+                f"AUTH_MODE=jwt needs {names}, which every token's {claims} must match"
+                f" (or {waivers} to accept any)"
+            )
+        for name, _, value, check in checks:
+            if value and not check:
+                raise ValueError(f"{name} is set and {_waiver(name)}=false: keep one of them")
         return self
+
+
+def _waiver(name: str) -> str:
+    """The setting that turns a claim's check off: JWT_ISSUER's is JWT_VERIFY_ISSUER."""
+    return name.replace("JWT_", "JWT_VERIFY_")
 
 
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """What is wrong with the settings, on one line and without their values (secrets)."""
+    problems = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        name = "_".join(str(part) for part in item["loc"]).upper()
+        problems.append(f"{name}: {message}" if name else message)
+    return "; ".join(problems)
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address that only this machine can reach: 127.0.0.0/8, ::1, localhost."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost, or "" (every interface)
+        return False
+
+
+def unauthenticated_exposure(settings: Settings) -> str | None:
+    """Why the service must not serve as configured: an AUTH_MODE left unset on an address that
+    other machines reach would trust the path's user id from anyone. None when it may serve."""
+    if settings.auth_mode != "none" or is_loopback(settings.host):
+        return None
+    if "auth_mode" in settings.model_fields_set:
+        return None
+    return (
+        f"HOST={settings.host} is reachable from other machines and AUTH_MODE is unset: set"
+        " AUTH_MODE=jwt, or AUTH_MODE=none to serve without authentication"
+    )
 
 
 def asyncpg_url(database_url: str) -> tuple[URL, dict[str, Any]]:

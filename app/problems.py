@@ -55,6 +55,15 @@ class DatabaseNotReady(DatabaseUnavailable):
     detail = "The database is not ready yet; retry later."
 
 
+class KeysUnavailable(DomainError):
+    """The auth server's keys have not been fetched yet (app/http/keys.py): a token cannot be
+    checked, and the request may be retried."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    detail = "The keys that verify tokens are not available yet; retry later."
+    headers = {"Retry-After": RETRY_AFTER_SECONDS}  # noqa: RUF012  (never mutated)
+
+
 class TaskLimitReached(DomainError):
     status = HTTPStatus.CONFLICT
 

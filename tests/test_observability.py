@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.config import Settings
 from tests.conftest import create_task, serving
 from tests.support.otlp import Collector
-from tests.support.servers import service
+from tests.support.servers import free_port, service
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -72,13 +72,23 @@ async def test_requests_are_counted_and_timed_by_operation(client: httpx.AsyncCl
     assert ("db_errors_total", frozenset({("kind", "unavailable")})) in after
 
 
+def _wait_for_workers(base_url: str, scrape_url: str, workers: int) -> None:
+    """Until every worker has started (its pool of 7 is in the sum) and answers /ready: a worker
+    still starting takes no connection, so /ready alone may hear from the others only."""
+    deadline = time.monotonic() + 60
+    while _value(_samples(httpx.get(scrape_url).text), "db_pool_size") < 7 * workers:
+        assert time.monotonic() < deadline, "the workers did not all start within 60 s"
+        time.sleep(0.1)
+    ready = 0
+    while ready < 20:  # each worker applies (finds applied) the migrations once started
+        ready = ready + 1 if httpx.get(f"{base_url}/ready").is_success else 0
+
+
 def test_two_workers_answer_one_sum() -> None:
     """Whichever worker answers the scrape, it reports what both served."""
     env = {"WORKERS": "2", "MIGRATE_ON_START": "true", "DB_POOL_SIZE": "7"}
     with service("tasks_metrics", env, quiet=True) as base_url:
-        ready = 0
-        while ready < 20:  # each worker applies (finds applied) the migrations once started
-            ready = ready + 1 if httpx.get(f"{base_url}/ready").is_success else 0
+        _wait_for_workers(base_url, f"{base_url}/metrics", workers=2)
         for number in range(40):
             # A connection per request: the kernel hands them to both workers.
             with httpx.Client(base_url=base_url) as http:
@@ -104,6 +114,45 @@ def test_two_workers_answer_one_sum() -> None:
             )
             assert counted == 35
             assert _value(samples, "db_pool_size") == 14  # each live worker's pool of 7
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_metrics_on_a_port_of_their_own(workers: int) -> None:
+    """With METRICS_PORT, /metrics answers there (every worker's sum) and not on the API's port."""
+    metrics_port = free_port()
+    env = {
+        "WORKERS": str(workers),
+        "MIGRATE_ON_START": "true",
+        "DB_POOL_SIZE": "7",
+        "METRICS_PORT": str(metrics_port),
+    }
+    with service(f"tasks_metrics_port_{workers}", env, quiet=True) as base_url:
+        _wait_for_workers(base_url, f"http://127.0.0.1:{metrics_port}/metrics", workers)
+        for _ in range(12):
+            with httpx.Client(base_url=base_url) as http:  # a connection each: every worker
+                assert http.get("/users/erin/tasks").status_code == 200
+        on_the_api = httpx.get(f"{base_url}/metrics")
+        assert on_the_api.status_code == 404
+        assert on_the_api.headers["content-type"] == "application/problem+json"
+        metrics = f"http://127.0.0.1:{metrics_port}"
+        assert httpx.get(f"{metrics}/users/erin/tasks").status_code == 404
+        for _ in range(3):
+            scraped = httpx.get(f"{metrics}/metrics")
+            assert scraped.status_code == 200
+            assert scraped.headers["content-type"].startswith("text/plain; version=")
+            samples = _samples(scraped.text)
+            requests = "http_requests_total"
+            assert (
+                _value(samples, requests, operation_id="listTasks", method="GET", status="200")
+                == 12
+            )
+            assert (
+                _value(samples, requests, operation_id="unmatched", method="GET", status="404") == 1
+            )
+            assert (
+                _value(samples, requests, operation_id="metrics", method="GET", status="200") == 0
+            )
+            assert _value(samples, "db_pool_size") == 7 * workers
 
 
 @pytest.fixture

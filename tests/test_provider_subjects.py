@@ -17,7 +17,7 @@ import yaml
 from app.config import Settings
 from tests.conftest import LINK, create_task, serving, truncate
 from tests.support.databases import connect
-from tests.support.jwks import claims
+from tests.support.jwks import AUDIENCE, ISSUER, claims
 
 SECRET = "a-shared-secret-of-at-least-thirty-two-bytes"
 SUBJECTS = (
@@ -34,7 +34,9 @@ HEADERS = yaml.safe_load(
 @pytest.fixture
 async def jwt_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     await truncate(database_url)
-    settings = Settings(auth_mode="jwt", jwt_secret=SECRET, _env_file=None)
+    settings = Settings(
+        auth_mode="jwt", jwt_secret=SECRET, jwt_issuer=ISSUER, jwt_audience=AUDIENCE, _env_file=None
+    )
     async with serving(database_url, settings) as client:
         yield client
 

@@ -15,6 +15,7 @@ import pytest
 from app.config import Settings
 from tests.conftest import serving, truncate
 from tests.support.databases import connect, recreate_database
+from tests.support.jwks import AUDIENCE, ISSUER
 from tests.support.redis import redis_server
 from tests.support.servers import SERVICE, database_server_url, free_port, running
 
@@ -91,8 +92,15 @@ async def test_off_sends_no_fields(database_url: str) -> None:
 
 async def test_invalid_credentials_spend_the_address_budget(database_url: str) -> None:
     """A stranger's bad tokens cannot spend a user's budget; they spend their address's."""
-    settings = _settings(auth_mode="jwt", jwt_secret=SECRET, rate_limit_reads="2/minute")
-    alice = jwt.encode({"sub": "alice", "exp": 2**31 - 1}, SECRET, algorithm="HS256")
+    settings = _settings(
+        auth_mode="jwt",
+        jwt_secret=SECRET,
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+        rate_limit_reads="2/minute",
+    )
+    claims = {"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "exp": 2**31 - 1}
+    alice = jwt.encode(claims, SECRET, algorithm="HS256")
     async with serving(database_url, settings) as client:
         for expected in (401, 401, 429):
             forged = await client.get(

@@ -19,7 +19,7 @@ import jwt
 import pytest
 
 from tests.conftest import LINK, truncate
-from tests.support.jwks import claims
+from tests.support.jwks import AUDIENCE, ISSUER, claims
 from tests.support.servers import SERVICE, free_port, running
 
 SECRET = "a-shared-secret-of-at-least-thirty-two-bytes"
@@ -27,7 +27,13 @@ SECRET = "a-shared-secret-of-at-least-thirty-two-bytes"
 
 @pytest.fixture(scope="module")
 def port(database_url: str) -> Iterator[int]:
-    env = {"AUTH_MODE": "jwt", "JWT_SECRET": SECRET, "DATABASE_URL": database_url}
+    env = {
+        "AUTH_MODE": "jwt",
+        "JWT_SECRET": SECRET,
+        "JWT_ISSUER": ISSUER,
+        "JWT_AUDIENCE": AUDIENCE,
+        "DATABASE_URL": database_url,
+    }
     chosen = free_port()
     with running(SERVICE, env, chosen, quiet=True):
         yield chosen

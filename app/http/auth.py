@@ -1,12 +1,11 @@
 """Bearer JWTs from the frontend's auth server: one user per token.
 
-Keys come from a JWKS endpoint (EdDSA, ECDSA, RSA) or a shared secret (HMAC); the allowed
-algorithms come from configuration, never from the token.
+Keys come from a JWKS endpoint (EdDSA, ECDSA, RSA; app/http/keys.py) or a shared secret (HMAC);
+the allowed algorithms come from configuration, never from the token. A token's issuer and
+audience are checked unless the configuration waives them.
 """
 
-import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,12 +14,14 @@ import jwt
 from fastapi import Request
 
 from app.config import HMAC_ALGORITHMS, Settings
+from app.http.keys import KeySet
 from app.problems import DomainError, Forbidden, Unauthorized
 
 logger = logging.getLogger("app.http.auth")
 
 MAX_TOKEN_LENGTH = 8192
 MAX_EMAIL_LENGTH = 320
+MAX_REASON_LENGTH = 200  # characters of a rejection's reason in the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,50 +30,26 @@ class Principal:
     email: str | None
 
 
-class JWKSCache:
-    """Keys by kid, fetched again for an unknown kid at most once per cool-down."""
-
-    def __init__(self, url: str, client: httpx.AsyncClient, cooldown: float) -> None:
-        self._url = url
-        self._client = client
-        self._cooldown = cooldown
-        self._keys: dict[str | None, jwt.PyJWK] = {}
-        self._fetched_at = float("-inf")
-        self._lock = asyncio.Lock()
-
-    async def key(self, kid: str | None) -> jwt.PyJWK | None:
-        if kid in self._keys:
-            return self._keys[kid]
-        async with self._lock:
-            if kid not in self._keys and time.monotonic() - self._fetched_at >= self._cooldown:
-                await self._refresh()
-        return self._keys.get(kid)
-
-    async def _refresh(self) -> None:
-        self._fetched_at = time.monotonic()
-        try:
-            response = await self._client.get(self._url)
-            response.raise_for_status()
-            keys = jwt.PyJWKSet.from_dict(response.json()).keys
-        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as error:
-            logger.warning("JWKS fetch failed: %s", type(error).__name__)
-            return
-        self._keys = {key.key_id: key for key in keys}
-        logger.info("JWKS fetched: %d keys", len(self._keys))
-
-
 class Authenticator:
     def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
         self._algorithms = list(settings.jwt_algorithms)
-        self._issuer = settings.jwt_issuer
-        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer if settings.jwt_verify_issuer else None
+        self._audience = settings.jwt_audience if settings.jwt_verify_audience else None
+        self._required = ["exp", "sub"]
+        self._required += ["iss"] if self._issuer else []
+        self._required += ["aud"] if self._audience else []
         self._leeway = settings.jwt_leeway
         self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         self._jwks = (
-            JWKSCache(settings.jwks_url, client, settings.jwks_refresh_cooldown)
+            KeySet(settings.jwks_url, client, settings.jwks_refresh_cooldown)
             if settings.jwks_url and client
             else None
         )
+
+    async def refresh_keys(self) -> None:
+        """Keep the JWKS's keys current for as long as the app runs (nothing to do for a secret)."""
+        if self._jwks is not None:
+            await self._jwks.refresh_periodically()
 
     async def authenticate(self, authorization: str | None) -> Principal:
         scheme, _, token = (authorization or "").partition(" ")
@@ -82,7 +59,9 @@ class Authenticator:
         try:
             claims = await self._verify(token)
         except (jwt.PyJWTError, ValueError, TypeError) as error:
-            logger.info("token rejected: %s: %s", type(error).__name__, error)
+            # Rejections are the callers' business, and a flood of bad tokens must not flood the
+            # log: debug level, the reason only (never the token), cut short.
+            logger.debug("token rejected: %s", _reason(error))
             raise Unauthorized("invalid token", token_sent=True) from None
         email = claims.get("email")
         if not (isinstance(email, str) and len(email) <= MAX_EMAIL_LENGTH and "\0" not in email):
@@ -115,11 +94,21 @@ class Authenticator:
             audience=self._audience,
             issuer=self._issuer,
             leeway=self._leeway,
-            options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+            options={"require": self._required, "verify_aud": self._audience is not None},
         )
         if not isinstance(claims["sub"], str):
             raise jwt.InvalidTokenError("sub is not a string")
         return claims
+
+
+def _reason(error: Exception) -> str:
+    """Why a token was rejected, for the log: one line of printable ASCII of at most
+    MAX_REASON_LENGTH characters, since it may quote the token's header (the caller's choice)."""
+    reason = f"{type(error).__name__}: {error}".encode("ascii", "backslashreplace").decode()
+    reason = "".join(char if char.isprintable() else "?" for char in reason)
+    if len(reason) > MAX_REASON_LENGTH:
+        reason = reason[: MAX_REASON_LENGTH - 3] + "..."
+    return reason
 
 
 async def authorize(request: Request) -> None:

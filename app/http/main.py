@@ -68,6 +68,7 @@ def create_app(
         http = httpx.AsyncClient(timeout=5.0)
         authenticator = Authenticator(settings, http) if jwt_mode else None
         sampling = asyncio.create_task(sample_pool_periodically(database))
+        refreshing = asyncio.create_task(authenticator.refresh_keys()) if authenticator else None
         # Everything loaded so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise stall requests for tens of milliseconds under load.
         gc.freeze()
@@ -84,6 +85,9 @@ def create_app(
         finally:
             preparing.cancel()
             sampling.cancel()
+            if refreshing is not None:
+                refreshing.cancel()
+                await asyncio.wait([refreshing])  # its fetch ends before the client closes
             if access_log is not None:
                 access_log.flush()
             await http.aclose()
@@ -102,7 +106,7 @@ def create_app(
     create_router(get_handlers, authorize if jwt_mode else None, router=app.router)
     contract = Contract()
     contract.install_routes(app)
-    if settings.metrics:
+    if settings.metrics and settings.metrics_port is None:  # else on a port of its own (server.py)
         app.add_api_route("/metrics", serve_metrics, methods=["GET"], name="metrics")
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)

@@ -11,6 +11,7 @@
 
 import asyncio
 import contextlib
+import logging
 import os
 import resource
 import shutil
@@ -28,7 +29,10 @@ from uvicorn.supervisors import multiprocess
 
 from app.config import Settings, get_settings
 from app.observability.logs import log_config
+from app.observability.metrics_port import serve_metrics_port
 from app.problems import PROBLEM_JSON, problem_body
+
+logger = logging.getLogger("app.http.server")
 
 LAST_CALL = 1.0  # seconds an idle connection is still heard once the server stops
 LINGER = 2.0  # seconds a refused client's remaining bytes are read and dropped before closing
@@ -219,8 +223,10 @@ def serve(settings: Settings) -> None:
         # uvicorn's supervisor starts, restarts and adds workers of this module-level class.
         multiprocess.Process = Worker  # type: ignore[misc]
         with _metrics_directory():
+            _serve_metrics_port(settings)  # by the supervisor, for every worker
             Supervisor(config, sockets=[config.bind_socket()]).run()
         return
+    _serve_metrics_port(settings)
     # uvicorn raises the signal again once it has stopped gracefully: that is a clean exit.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     server = Server(config)
@@ -228,6 +234,17 @@ def serve(settings: Settings) -> None:
         server.run()
     if not server.started:
         raise SystemExit(3)  # uvicorn's start-up failure status
+
+
+def _serve_metrics_port(settings: Settings) -> None:
+    if not settings.metrics or settings.metrics_port is None:
+        return
+    host = settings.metrics_host or settings.host
+    try:
+        serve_metrics_port(host, settings.metrics_port)
+    except OSError as error:
+        logger.error("cannot serve metrics on %s:%d: %s", host, settings.metrics_port, error)
+        raise SystemExit(3) from None  # as uvicorn does when it cannot bind PORT
 
 
 @contextlib.contextmanager

@@ -59,32 +59,49 @@ def claims(sub: str = "alice", **overrides: Any) -> dict[str, Any]:
 @dataclass
 class JWKSServer:
     keys: list[SigningKey] = field(default_factory=list)
-    requests: int = 0
+    requests: int = 0  # counted as each request arrives, before its answer is made
     url: str = ""
+    max_age: int | None = None  # Cache-Control: max-age of the answers, when set
+    failing: bool = False  # answer 503 instead of the keys
 
     def publish(self, *keys: SigningKey) -> None:
         self.keys = [*self.keys, *keys]
 
+    def withdraw(self, *keys: SigningKey) -> None:
+        self.keys = [key for key in self.keys if key not in keys]
+
+
+def jwks_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/api/auth/jwks"
+
 
 @contextmanager
-def serve_jwks(*keys: SigningKey) -> Iterator[JWKSServer]:
-    state = JWKSServer(list(keys))
+def serve_jwks(
+    *keys: SigningKey, port: int = 0, max_age: int | None = None
+) -> Iterator[JWKSServer]:
+    """Publish the keys on 127.0.0.1:port (a free port by default) while the block runs."""
+    state = JWKSServer(list(keys), max_age=max_age)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             state.requests += 1
+            if state.failing:
+                self.send_error(503)
+                return
             body = json.dumps({"keys": [key.jwk() for key in state.keys]}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            if state.max_age is not None:
+                self.send_header("Cache-Control", f"public, max-age={state.max_age}")
             self.end_headers()
             self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/api/auth/jwks"
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    state.url = jwks_url(server.server_address[1])
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -38,11 +38,12 @@ def running(
     quiet: bool = False,
     log: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start `command` on 127.0.0.1:port, wait until ready_path answers 2xx, stop it after.
+    """Start `command` on port (of 127.0.0.1 unless env names another HOST), wait until
+    ready_path answers 2xx on 127.0.0.1, stop it after.
 
     Its output goes to `log` when given, nowhere when quiet, to the terminal otherwise.
     """
-    environment = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port)}
+    environment = {**os.environ, "HOST": "127.0.0.1", **env, "PORT": str(port)}
     output: Any = subprocess.DEVNULL if quiet else None
     if log is not None:
         output = log.open("ab")
