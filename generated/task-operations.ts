@@ -632,7 +632,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The database cannot be reached or did not answer in time; retry later. */
+        /** @description The database cannot be reached or did not answer in time, or (with bearer authentication) the identity provider's keys have not been fetched yet; retry later. */
         ServiceUnavailable: {
             headers: {
                 /**
