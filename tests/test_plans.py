@@ -190,3 +190,29 @@ async def test_a_bulk_write_reads_only_its_owners_tasks(
         )
         assert "tasks_user_created_id" in plan, plan
         assert "Seq Scan on tasks" not in plan, plan
+
+
+async def test_a_keyed_create_counts_the_owners_live_keys_from_their_index(
+    plans_client: httpx.AsyncClient, plans_url: str, sent: Sent
+) -> None:
+    """MAX_IDEMPOTENCY_KEYS_PER_USER: the count reads the owner's entries of the index on
+    (user_id, expires_at), never the table's other keys."""
+    async with connect(plans_url) as connection:
+        await connection.execute(
+            """INSERT INTO idempotency_keys
+                   (user_id, key, fingerprint, status, body, location, etag, expires_at)
+               SELECT 'u' || u, 'k' || k, '\\x00', 201, '{}', '/', '"1"',
+                   now() + k * interval '1 second'
+               FROM generate_series(1, 50) u, generate_series(1, 200) k;
+               ANALYZE idempotency_keys"""
+        )
+    sent.clear()
+    created = await plans_client.post(
+        "/users/u7/tasks", json={"title": "keyed"}, headers={"Idempotency-Key": "new-key"}
+    )
+    assert created.status_code == 201, created.text
+    assert len(sent) == 1
+    plan = await _plan(plans_url, sent[0].query, sent[0].args)
+    counting = plan[plan.index("CTE keys_held") :].split("CTE ", 2)[1]
+    assert "idempotency_keys_user_id_expires_at" in counting, plan
+    assert "Seq Scan" not in counting, plan
