@@ -62,7 +62,10 @@ migrate: install ## Apply the database migrations (DATABASE_URL, or the embedded
 run: install ## Serve on HOST:PORT (embedded PostgreSQL when DATABASE_URL is unset)
 	$(BIN)/python -m app serve
 
-test: install ## Lint, type-check and run the test suite on real PostgreSQL
+test: install ## Lint, type-check and run the test suite on real PostgreSQL (and Redis)
+	@command -v redis-server >/dev/null || test -x /usr/bin/redis-server || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } || \
+		echo "redis-server could not be installed: the rate limits' Redis tests will be skipped (and fail in CI)"
 	$(BIN)/ruff check app tests bench openapi
 	$(BIN)/ruff format --check app tests bench openapi
 	$(BIN)/mypy
