@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     max_idempotency_keys_per_user: int = Field(default=1_000, ge=1, le=1_000_000)
 
     # Rate limits (app/http/rate_limits.py): `N/second`, `N/minute`, `N/hour` or `off`.
-    rate_limit_reads: str = Field(default="1200/minute", pattern=_BUDGET)
-    rate_limit_writes: str = Field(default="300/minute", pattern=_BUDGET)
+    rate_limit_reads: str = Field(default="10/second", pattern=_BUDGET)
+    rate_limit_writes: str = Field(default="10/second", pattern=_BUDGET)
+    rate_limit_cost_ms: int = Field(default=25, ge=0, le=60_000)  # 0: a request is one unit
     rate_limit_storage_url: str | None = Field(default=None, pattern=r"^rediss?://")
     max_requests_in_flight_per_user: int = Field(default=8, ge=1, le=10_000)
 

@@ -781,12 +781,12 @@ export interface components {
          * @description The budget this request spent (IETF draft-ietf-httpapi-ratelimit-headers,
          *     a Structured Fields list): its name (`reads` or `writes`), `q` units
          *     per window of `w` seconds. Absent when the deployment sets no budget.
-         * @example "writes";q=300;w=60
+         * @example "writes";q=10;w=1
          */
         RateLimitPolicy: string;
         /**
          * @description What is left of that budget: `r` units, and room again in `t` seconds.
-         * @example "writes";r=297;t=12
+         * @example "writes";r=9;t=1
          */
         RateLimit: string;
     };

@@ -28,6 +28,9 @@ def _settings(**overrides: Any) -> Settings:
         "rate_limit_reads": "5/minute",
         "rate_limit_writes": "3/minute",
         "max_requests_in_flight_per_user": 100,
+        # A request is one unit, however long it takes on a busy machine: these tests count
+        # requests. Time's cost has a test of its own.
+        "rate_limit_cost_ms": 0,
         **overrides,
     }
     return Settings(**values, _env_file=None)
@@ -159,6 +162,7 @@ def test_two_instances_share_one_budget_through_redis(tmp_path: Path) -> None:
             "DATABASE_URL": database_url,
             "MIGRATE_ON_START": "true",
             "RATE_LIMIT_WRITES": "4/minute",
+            "RATE_LIMIT_COST_MS": "0",
             "RATE_LIMIT_STORAGE_URL": redis.url,
         }
         with (
@@ -238,3 +242,29 @@ async def test_concurrent_requests_of_one_user_all_count_in_flight(
             assert min(left) == 970
             assert max(left) <= 999
             assert (await client.get("/users/alice/tasks")).status_code == 200
+
+
+async def test_a_slow_request_costs_a_unit_for_every_25_ms_beyond_the_first(
+    database_url: str,
+) -> None:
+    """A toggle that waits 300 ms behind a lock on its owner's row costs its unit and 11 or more
+    after it has been answered; a quick one costs one."""
+    await truncate(database_url)
+    settings = _settings(rate_limit_writes="100/minute", rate_limit_cost_ms=25)
+    async with serving(database_url, settings) as client:
+        task = (await client.post("/users/alice/tasks", json={"title": "x"})).json()
+        url = f"/users/alice/tasks/{task['id']}/complete"
+        assert _left(await client.patch(url)) == ("writes", 98)
+        async with connect(database_url) as holder:
+            locking = holder.transaction()
+            await locking.start()
+            await holder.execute("SELECT FROM users WHERE id = 'alice' FOR UPDATE")
+            waiting = asyncio.create_task(client.patch(url))
+            await _until_waiting(database_url, 1)
+            await asyncio.sleep(0.3)
+            await locking.rollback()
+        slow = await waiting
+        assert slow.status_code == 200
+        assert _left(slow) == ("writes", 97)  # what was left when it began
+        after = await client.patch(url)
+        assert _left(after)[1] <= 97 - 11 - 1

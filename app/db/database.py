@@ -12,7 +12,9 @@ of them gets DatabaseUnavailable: 503 with Retry-After.
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Hashable
+from contextvars import ContextVar
 from typing import Any
 
 import asyncpg
@@ -33,6 +35,19 @@ logger = logging.getLogger("app.db.database")
 CLIENT_MARGIN = 1.0  # seconds above DB_STATEMENT_TIMEOUT: the server's own cancellation comes first
 
 Execute = Callable[..., Awaitable[Any]]
+
+
+class TimeInDatabase:
+    """The time a request's statements have held a connection, summed as they end."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
+# Set for a request by whoever wants its time in the database (the rate limits charge it).
+time_in_database: ContextVar[TimeInDatabase | None] = ContextVar("time_in_database", default=None)
 
 
 def behind_transaction_pooler(settings: Settings, url: URL) -> bool:
@@ -127,6 +142,7 @@ class Database:
             raise DatabaseNotReady
         query, values = statement.text, statement.args(args)
         connection = await self._acquire(turn)
+        started = time.perf_counter()
         try:
             try:
                 result = await self._execute(connection, execute, query, values)
@@ -139,6 +155,9 @@ class Database:
             if isinstance(error, Exception):
                 raise self._failed(error) from error
             raise
+        finally:
+            if (spent := time_in_database.get()) is not None:
+                spent.seconds += time.perf_counter() - started
         self._put_back(connection, turn, None)
         if self._outage.since is not None:
             self._outage.maybe_over()

@@ -8,9 +8,16 @@ and an outage of its counters is no reason to refuse the users it protects. One 
 start of such an outage and one its end; `rate_limit_storage_failures_total` counts the requests
 let through meanwhile.
 
+A request costs one unit of its budget, and one more for every RATE_LIMIT_COST_MS (25 ms) its
+statements ran in the database, charged when it has been answered (up to what is left): requests
+differ a hundredfold in what they cost (a get against a search through 10,000 long tasks), and a
+budget of requests alone lets one user's dearest requests, sent within it, keep the database busy
+for everyone. The time counted is the statements' own, not the request's: a busy service, whose
+requests wait for a worker or a connection, charges no one for that wait.
+
 Every answer to a task operation carries the budget it spent, as the IETF RateLimit header fields
-(draft-ietf-httpapi-ratelimit-headers): `RateLimit-Policy: "reads";q=1200;w=60` and
-`RateLimit: "reads";r=1187;t=4`. Over budget, the answer is 429 with Retry-After, sent a second
+(draft-ietf-httpapi-ratelimit-headers): `RateLimit-Policy: "reads";q=20;w=1` and
+`RateLimit: "reads";r=17;t=1`. Over budget, the answer is 429 with Retry-After, sent a second
 late (_refuse), so that a client that does not wait costs the worker one refusal a second per
 connection.
 """
@@ -29,6 +36,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
+from app.db.database import TimeInDatabase, time_in_database
 from app.observability.metrics import RATE_LIMIT_STORAGE_FAILURES
 from app.problems import DomainError, problem_response
 
@@ -125,8 +133,23 @@ class Counters:
         reset = max(0, math.ceil(stats.reset_time - time.time()))
         return Spent(allowed, stats.remaining, reset)
 
-    def _failed_open(self, error: StorageError | None) -> None:
-        RATE_LIMIT_STORAGE_FAILURES.inc()
+    async def charge(self, spent_on: Budget, who: tuple[str, str], units: int) -> None:
+        """`units` more of `spent_on` for `who`, after the request (its time beyond its first
+        unit), or what is left of the budget when that is less: the limiter takes nothing of a
+        cost that does not fit. Nothing while the counters cannot be reached."""
+        if self._outage_since is not None:
+            return
+        try:
+            left = (await self._limiter.get_window_stats(spent_on.item, *who)).remaining
+            if units := min(units, left):
+                await self._limiter.hit(spent_on.item, *who, cost=units)
+        except StorageError as error:
+            self._failed_open(error, let_through=False)
+
+    def _failed_open(self, error: StorageError | None, *, let_through: bool = True) -> None:
+        if let_through:
+            RATE_LIMIT_STORAGE_FAILURES.inc()
+            self._let_through += 1
         now = time.monotonic()
         if error is not None:
             self._next_attempt = now + REDIS_RETRY_INTERVAL
@@ -139,7 +162,6 @@ class Counters:
                     "rate limit until it is back",
                     cause,
                 )
-        self._let_through += 1
 
 
 class RateLimits:
@@ -156,6 +178,8 @@ class RateLimits:
         self._writes = budget("writes", settings.rate_limit_writes)
         self._counters = Counters(settings.rate_limit_storage_url)
         self._max_in_flight = settings.max_requests_in_flight_per_user
+        # Seconds of a request's time that cost one more unit of its budget; 0: never.
+        self._time_unit = settings.rate_limit_cost_ms / 1000
         self._in_flight: dict[tuple[str, str], int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -185,6 +209,7 @@ class RateLimits:
     ) -> None:
         spent_on = self._reads if scope["method"] in READ_METHODS else self._writes
         fields: list[tuple[bytes, bytes]] = []
+        spent = None
         if spent_on is not None and (spent := await self._counters.spend(spent_on, who)):
             name = spent_on.name.encode()
             fields = [
@@ -204,7 +229,16 @@ class RateLimits:
                 message["headers"] = [*message.get("headers", ()), *fields]
             await send(message)
 
-        await self.app(scope, receive, send_with_fields)
+        spent_in_database = TimeInDatabase()
+        token = time_in_database.set(spent_in_database)
+        try:
+            await self.app(scope, receive, send_with_fields)
+        finally:
+            time_in_database.reset(token)
+        if not (self._time_unit and spent_on is not None and spent is not None):
+            return
+        if beyond := int(spent_in_database.seconds / self._time_unit):
+            await self._counters.charge(spent_on, who, beyond)
 
     async def _identify(self, scope: Scope) -> tuple[str, str]:
         state = scope.setdefault("state", {})
