@@ -32,7 +32,14 @@ from bench import report
 from bench.flood import floods
 from bench.load import BULK_USERS, load, refill_bulk_users, sample_ids
 from bench.lone import bulk_calls, crafted_searches
-from bench.servers import ROOT, database_server, postmaster, redis_server, serving
+from bench.servers import (
+    DEFAULT_BUDGETS,
+    ROOT,
+    database_server,
+    postmaster,
+    redis_server,
+    serving,
+)
 from bench.wrk import metered_wrk, wrk
 from tests.support.databases import connect, recreate_database
 from tests.support.otlp import Collector
@@ -188,7 +195,7 @@ def main() -> int:
             if "crafted_search" in scenarios:
                 lone += crafted_searches(port)
     if "flood" in scenarios:
-        with serving("service", url, WORKERS) as (process, port):
+        with serving("service", url, WORKERS, DEFAULT_BUDGETS) as (process, port):
             wrk(port, "get_one", 10, files)  # pools filled, code paths hot
             runs += floods(process, database, port, files)
     if "observability" in scenarios:
