@@ -16,6 +16,7 @@ from app.config import Settings
 from app.db.embedded import DATA_DIR, start_embedded_postgres
 from tests.support.databases import connect
 from tests.support.redis import RedisServer
+from tests.support.redis import redis_server as own_redis_server
 from tests.support.servers import SERVICE, free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,9 +107,5 @@ def redis_server(directory: Path) -> Iterator[RedisServer]:
     """A Redis server of the bench's own (Debian's redis-server, which make bench installs)."""
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not installed (make bench installs it)")
-    server = RedisServer(directory)
-    server.start()
-    try:
+    with own_redis_server(directory) as server:
         yield server
-    finally:
-        server.stop()
