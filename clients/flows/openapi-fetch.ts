@@ -17,7 +17,20 @@ const headers: Record<string, string> = process.env.TOKEN
   ? { Authorization: `Bearer ${process.env.TOKEN}` }
   : {};
 
-const client = createClient<paths>({ baseUrl, headers });
+// A frontend honours 429 Too Many Requests: it waits as Retry-After says, then sends the request
+// again (its budget per second is met by a script, not by a person).
+async function fetchHonouringRetryAfter(request: Request): Promise<Response> {
+  for (let attempt = 1; ; attempt++) {
+    const response = await fetch(request.clone());
+    if (response.status !== 429 || attempt === 5) {
+      return response;
+    }
+    const seconds = Number(response.headers.get("Retry-After") ?? "1");
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  }
+}
+
+const client = createClient<paths>({ baseUrl, headers, fetch: fetchHonouringRetryAfter });
 const path = { user_id: userId };
 
 function check(condition: unknown, message: string): asserts condition {
