@@ -178,7 +178,7 @@ class RateLimits:
         self._writes = budget("writes", settings.rate_limit_writes)
         self._counters = Counters(settings.rate_limit_storage_url)
         self._max_in_flight = settings.max_requests_in_flight_per_user
-        # Seconds of a request's time that cost one more unit of its budget; 0: never.
+        # Seconds its statements ran in the database that cost a request one more unit; 0: never.
         self._time_unit = settings.rate_limit_cost_ms / 1000
         self._in_flight: dict[tuple[str, str], int] = {}
 
