@@ -114,15 +114,12 @@ def _reason(error: Exception) -> str:
 async def authorize(request: Request) -> None:
     """Run before every secured operation in jwt mode: the token's subject must own the path.
 
-    The rate limits (app/http/rate_limits.py) have verified the token already, to know whose
-    budget the request spends: their outcome is in the request's state."""
-    principal: Principal | None = getattr(request.state, "principal", None)
-    if principal is None:
-        refusal: DomainError | None = getattr(request.state, "refusal", None)
-        if refusal is not None:
-            raise refusal
-        authenticator: Authenticator = request.state.authenticator
-        principal = await authenticator.authenticate(request.headers.get("authorization"))
+    The rate limits (app/http/rate_limits.py), in front of every task operation, have verified
+    the token already, to know whose budget the request spends: the principal, or the refusal to
+    answer with, is in the request's state."""
+    refusal: DomainError | None = getattr(request.state, "refusal", None)
+    if refusal is not None:
+        raise refusal
+    principal: Principal = request.state.principal
     if principal.user_id != request.path_params.get("user_id"):
         raise Forbidden
-    request.state.principal = principal
